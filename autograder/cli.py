@@ -1,0 +1,262 @@
+"""`course`: one command for the course, with a subcommand per job.
+
+Exit status is 0 when the job was done (a low score is a result, not an error),
+1 when the job failed (a stale release, a week that does not verify), and 2 for
+usage and configuration errors, which are printed as one clear sentence.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from autograder.config import Course, CourseConfigError, load_course
+
+console = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+
+class UsageError(Exception):
+    pass
+
+
+def find_course_file(given: str | None) -> Path:
+    if given:
+        return Path(given)
+    for folder in [Path.cwd(), *Path.cwd().parents]:
+        if (folder / "course.yaml").is_file():
+            return folder / "course.yaml"
+    bundled = Path(__file__).resolve().parent.parent / "course.yaml"
+    return bundled
+
+
+def _course(args: argparse.Namespace) -> tuple[Course, Path]:
+    path = find_course_file(args.course)
+    return load_course(path), path.resolve().parent
+
+
+def _weeks(course: Course, ids: list[str], ready_only: bool = True) -> list[str]:
+    if ids:
+        for week_id in ids:
+            course.week(week_id)
+        return ids
+    return [w.id for w in course.weeks if w.state == "ready" or not ready_only]
+
+
+# -- subcommands ---------------------------------------------------------------------------
+def cmd_list(args: argparse.Namespace) -> int:
+    course, _ = _course(args)
+    table = Table(title=course.title)
+    for column in ("week", "module", "title", "category", "state", "points", "release", "due"):
+        table.add_column(column)
+    for w in course.weeks:
+        table.add_row(w.id, str(w.module), w.title, w.category, w.state, f"{w.points:g}",
+                      str(w.release or ""), str(w.due or ""))
+    console.print(table)
+    ready = sum(w.state == "ready" for w in course.weeks)
+    console.print(f"{ready} of {len(course.weeks)} weeks ready")
+    return 0
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from autograder.pipeline.build import build_week, stale_files
+
+    course, root = _course(args)
+    weeks = _weeks(course, args.weeks)
+    if args.check:
+        stale = [f for w in weeks for f in stale_files(course, w, root)]
+        if stale:
+            err.print("release/ is stale; run `course build` and commit. Differs:\n  " + "\n  ".join(stale))
+            return 1
+        console.print(f"release/ is up to date for {', '.join(weeks)}")
+        return 0
+    for week_id in weeks:
+        started = time.monotonic()
+        target = build_week(course, week_id, root)
+        console.print(f"built {week_id} -> {target.relative_to(root)} ({time.monotonic() - started:.1f} s)")
+    return 0
+
+
+def cmd_solution(args: argparse.Namespace) -> int:
+    from autograder.pipeline.build import write_answer_key
+
+    course, root = _course(args)
+    path = write_answer_key(course, args.week, root, Path(args.output))
+    console.print(f"answer key for {args.week} written to {path}")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from autograder.selfcheck import find_public_tests, run_public_tests
+    from autograder.submission.forbidden import forbidden_parts
+    from autograder.submission.notebook import NotebookError, extract_module
+
+    course, root = _course(args)
+    week = course.week(args.week)
+    notebook = Path(args.notebook) if args.notebook else _default_notebook(root, week)
+    try:
+        module = extract_module(notebook)
+    except NotebookError as exc:
+        raise UsageError(str(exc)) from None
+    namespace: dict = {"__name__": "submission"}
+    try:
+        exec(compile(module.source, str(notebook), "exec"), namespace)
+    except Exception as exc:  # the student's own code, on the student's own machine
+        console.print(f"[red]Running your notebook's code failed:[/red] {type(exc).__name__}: {exc}")
+        return 0
+    tests = find_public_tests(args.week) if not args.notebook else _tests_near(notebook, root, args.week)
+    report = run_public_tests(args.week, namespace, tests, args.part,
+                              forbidden_parts(module.source, week.forbidden, week.id))
+    console.print(report.text(), markup=False)
+    return 0
+
+
+def _default_notebook(root: Path, week) -> Path:
+    local = Path.cwd() / f"{week.slug}.ipynb"
+    return local if local.is_file() else root / "release" / week.id / f"{week.slug}.ipynb"
+
+
+def _tests_near(notebook: Path, root: Path, week_id: str) -> Path:
+    from autograder.pipeline.build import PUBLIC_TESTS_DIR
+    from autograder.selfcheck import find_public_tests
+
+    beside = notebook.resolve().parent / PUBLIC_TESTS_DIR
+    return beside if beside.is_dir() else find_public_tests(week_id)
+
+
+def cmd_grade(args: argparse.Namespace) -> int:
+    from autograder.grading.report import feedback_markdown, results_json, write_json_atomically
+    from autograder.grading.run import Submitted, grade
+
+    course, root = _course(args)
+    week = course.week(args.week)
+    notebook = Path(args.notebook)
+    if not notebook.exists():
+        raise UsageError(f"{notebook} does not exist")
+    with console.status(f"grading {notebook.name} against the {args.week} hidden suite…"):
+        result = grade(course, root, args.week, [Submitted(notebook.stem, notebook)],
+                       sandbox=args.sandbox)[notebook.stem]
+    _print_result(result)
+    if args.results:
+        write_json_atomically(results_json(result, week.points), Path(args.results))
+        console.print(f"results: {args.results}")
+    if args.feedback:
+        Path(args.feedback).write_text(feedback_markdown(result, week.title))
+        console.print(f"feedback: {args.feedback}")
+    return 0
+
+
+def _print_result(result) -> None:
+    if result.error and not result.tests:
+        console.print(f"[red]Not graded:[/red] {result.error}")
+    for note in result.notes:
+        console.print(f"[yellow]note:[/yellow] {note}")
+    if result.tests:
+        table = Table()
+        for column in ("test", "kind", "points", "result"):
+            table.add_column(column)
+        for t in result.tests:
+            verdict = "[green]passed[/green]" if t.passed else f"[red]failed[/red] {t.message[:160]}"
+            table.add_row(t.name, t.kind, f"{t.points if t.passed else 0:g}/{t.points:g}", verdict)
+        console.print(table)
+    console.print(f"total: {result.earned:g} / {result.possible:g}   "
+                  f"({result.seconds:.1f} s, sandbox: {result.sandbox})")
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from autograder.grading.verify import verify_week
+
+    course, root = _course(args)
+    failed = 0
+    for week_id in _weeks(course, args.weeks):
+        with console.status(f"verifying {week_id}: answer key, release and mutants…"):
+            verdict = verify_week(course, root, week_id, sandbox=args.sandbox)
+        table = Table(title=f"{week_id} ({verdict.seconds:.1f} s)")
+        for column in ("variant", "score", "verdict"):
+            table.add_column(column)
+        for row in verdict.rows:
+            table.add_row(*row)
+        console.print(table)
+        if verdict.ok:
+            console.print(f"[green]{week_id} verified[/green]")
+        else:
+            failed += 1
+            for problem in verdict.problems:
+                console.print(f"[red]{week_id}:[/red] {problem}", markup=True)
+    return 1 if failed else 0
+
+
+# -- the parser ------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="course", description="Course platform and autograder for Vision Transformers and SSL.",
+        epilog="Run `course COMMAND --help` for a command's options.")
+    parser.add_argument("--course", metavar="FILE", help="course.yaml to use (default: found from the "
+                        "current folder upwards, else the bundled one)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = commands.add_parser("list", help="every week, its state and points")
+    p.set_defaults(run=cmd_list)
+
+    p = commands.add_parser("build", help="regenerate release/ from reference/ (instructor)")
+    p.add_argument("weeks", nargs="*", metavar="WEEK", help="weeks to build (default: every ready week)")
+    p.add_argument("--check", action="store_true", help="fail if the committed release/ is stale")
+    p.set_defaults(run=cmd_build)
+
+    p = commands.add_parser("solution", help="write a week's answer key notebook (instructor)")
+    p.add_argument("week", metavar="WEEK")
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="where to write the .ipynb")
+    p.set_defaults(run=cmd_solution)
+
+    p = commands.add_parser("check", help="run a week's public self-checks against a notebook (student)")
+    p.add_argument("week", metavar="WEEK")
+    p.add_argument("notebook", nargs="?", metavar="NOTEBOOK",
+                   help="default: the week's notebook in this folder, else the one in release/")
+    p.add_argument("--part", help="only this part's tests, e.g. attention")
+    p.set_defaults(run=cmd_check)
+
+    p = commands.add_parser("grade", help="grade one submission against the hidden suite (instructor)")
+    p.add_argument("week", metavar="WEEK")
+    p.add_argument("notebook", metavar="NOTEBOOK", help="a submitted .ipynb (or a .py module)")
+    p.add_argument("--results", metavar="FILE", help="write Gradescope-style results JSON here")
+    p.add_argument("--feedback", metavar="FILE", help="write a markdown feedback report here")
+    p.add_argument("--backend", choices=["local"], default="local",
+                   help="where the worker runs (local: a sandboxed process on this machine)")
+    p.add_argument("--sandbox", choices=["auto", "bwrap", "none"], default=None,
+                   help="local sandbox (default from course.yaml: auto uses bubblewrap where installed)")
+    p.set_defaults(run=cmd_grade)
+
+    p = commands.add_parser("verify", help="prove a week's suite: key full, release zero, mutants caught")
+    p.add_argument("weeks", nargs="*", metavar="WEEK", help="weeks to verify (default: every ready week)")
+    p.add_argument("--sandbox", choices=["auto", "bwrap", "none"], default=None)
+    p.set_defaults(run=cmd_verify)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (CourseConfigError, UsageError, FileNotFoundError) as exc:
+        err.print(f"course {args.command}: {exc}", markup=False)
+        return 2
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        return 130
+    except Exception as exc:
+        from autograder.grading.run import GradingError
+        from autograder.pipeline.build import BuildError
+
+        if isinstance(exc, (GradingError, BuildError)):
+            err.print(f"course {args.command}: {exc}", markup=False)
+            return 1
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

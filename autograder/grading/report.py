@@ -1,0 +1,80 @@
+"""Writing a grade down: Gradescope's results.json, and a feedback report in words.
+
+Neither ever contains a hidden test's source: a test appears by its name, its one-line
+description and the failure message, which the suite writes for students.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from autograder.grading.run import GradeResult
+
+STUDENT_OUTPUT_LIMIT = 8000
+
+
+def results_json(result: GradeResult, week_points: float) -> dict:
+    """The Gradescope results schema: score, tests[] (name, score, max_score, status, ...)."""
+    tests = [{
+        "name": t.name,
+        "name_format": "text",
+        "score": t.points if t.passed else 0.0,
+        "max_score": t.points,
+        "status": "passed" if t.passed else "failed",
+        "visibility": t.visibility,
+        "output": t.description + ("" if t.passed else f"\n{t.message}"),
+        "tags": [f"kind:{t.kind}"],
+    } for t in result.tests]
+    output = result.error or ""
+    if result.notes:
+        output += ("\n" if output else "") + "\n".join(result.notes)
+    scaled = round(week_points * result.earned / result.possible, 4) if result.possible else 0.0
+    return {
+        "score": result.earned,
+        "execution_time": round(result.seconds, 2),
+        "output": output,
+        "output_format": "text",
+        "visibility": "visible",
+        "stdout_visibility": "hidden",
+        "tests": tests,
+        "extra_data": {"week": result.week, "max_score": result.possible, "week_points": week_points,
+                       "scaled_score": scaled, "sandbox": result.sandbox,
+                       "student_output": result.output[-STUDENT_OUTPUT_LIMIT:]},
+    }
+
+
+def write_json_atomically(data: dict, path: Path) -> None:
+    """Replace `path` in one step, so a reader never sees half a file (nor what a submission wrote)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as handle:
+        json.dump(data, handle, indent=2)
+    os.replace(tmp, path)
+
+
+def feedback_markdown(result: GradeResult, title: str) -> str:
+    """A report a student can act on: what passed, what failed and why, what to look at."""
+    lines = [f"# Feedback: {result.week}, {title}", ""]
+    if result.error and not result.tests:
+        lines += ["**Your submission could not be graded:** " + result.error, "",
+                  f"Score: 0 / {result.possible or '(all)'}", ""]
+        return "\n".join(lines)
+    lines += [f"**Score: {result.earned:g} / {result.possible:g}**", ""]
+    if result.notes:
+        lines += ["## Notes", ""] + [f"- {n}" for n in result.notes] + [""]
+    lines += ["| | test | kind | points |", "|---|---|---|---|"]
+    for t in result.tests:
+        mark = "passed" if t.passed else "**failed**"
+        lines.append(f"| {mark} | {t.description} | {t.kind} | {t.points if t.passed else 0:g} / {t.points:g} |")
+    failed = [t for t in result.tests if not t.passed]
+    if failed:
+        lines += ["", "## What to look at", ""]
+        for t in failed:
+            lines += [f"### {t.description}", "", "```", t.message.strip() or "(no message)", "```", ""]
+    else:
+        lines += ["", "Every test passed."]
+    return "\n".join(lines) + "\n"

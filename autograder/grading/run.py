@@ -1,0 +1,171 @@
+"""Grading submissions: prepare each one, run the suite on the trusted side, collect outcomes.
+
+One pytest process grades a batch of submissions of one week, each in its own
+sandboxed worker. The pytest process itself is trusted: it holds the hidden tests and
+never runs student code. A submission that cannot even be turned into a module gets
+its zero here, with the reason, and never reaches pytest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from autograder.config import Course, GradingLimits
+from autograder.pipeline.build import CoursePaths
+from autograder.submission.forbidden import find_forbidden, forbidden_parts
+from autograder.submission.notebook import NotebookError, extract_module
+from autograder.testing.plugin import TestOutcome
+
+
+class GradingError(Exception):
+    """The grader itself failed (not the submission): nothing was scored."""
+
+
+@dataclass
+class Submitted:
+    """One submission to grade: a notebook or a .py module, and optionally which tests apply."""
+
+    name: str
+    path: Path
+    only: list[str] | None = None
+
+
+@dataclass
+class GradeResult:
+    submission: str
+    week: str
+    tests: list[TestOutcome] = field(default_factory=list)
+    error: str | None = None  # why nothing could be graded
+    notes: list[str] = field(default_factory=list)
+    output: str = ""
+    seconds: float = 0.0
+    sandbox: str = ""
+
+    @property
+    def earned(self) -> float:
+        return sum(t.points for t in self.tests if t.passed)
+
+    @property
+    def possible(self) -> float:
+        return sum(t.points for t in self.tests)
+
+
+def grade(course: Course, root: Path, week_id: str, submissions: list[Submitted], suite: str = "hidden",
+          sandbox: str | None = None, extra_pytest_args: list[str] | None = None) -> dict[str, GradeResult]:
+    """Grade each submission against the week's `hidden` (or `public`) suite."""
+    week = course.week(week_id)
+    paths = CoursePaths(root)
+    suite_dir = paths.assignment(week_id) / suite
+    if not suite_dir.is_dir():
+        raise GradingError(f"{suite_dir} does not exist: week {week_id} has no {suite} tests")
+    limits = course.grading
+    started = time.monotonic()
+    results: dict[str, GradeResult] = {}
+    with tempfile.TemporaryDirectory(prefix=f"grade-{week_id}-") as tmp:
+        work = Path(tmp)
+        os.chmod(work, 0o755)
+        prepared = []
+        for index, item in enumerate(submissions):
+            result = GradeResult(item.name, week_id)
+            results[item.name] = result
+            entry = _prepare(item, index, work, week.forbidden, week.id, result)
+            if entry is not None:
+                prepared.append(entry)
+        if prepared:
+            outcomes, outputs, log = _run_suite(course, root, week_id, suite_dir, prepared, work, limits,
+                                                sandbox, extra_pytest_args or [])
+            for outcome in outcomes:
+                results[outcome.submission].tests.append(outcome)
+            for entry in prepared:
+                result = results[entry["name"]]
+                result.output = outputs.get(entry["name"], "")
+                if not result.tests:
+                    result.error = "no test ran for this submission"
+                    result.notes.append(log[-2000:])
+    elapsed = time.monotonic() - started
+    for result in results.values():
+        result.seconds = elapsed
+        result.sandbox = _sandbox_name(sandbox or limits.sandbox)
+    return results
+
+
+def _prepare(item: Submitted, index: int, work: Path, forbidden: list[str], week: str,
+             result: GradeResult) -> dict | None:
+    try:
+        module = extract_module(item.path)
+    except NotebookError as exc:
+        result.error = str(exc)
+        return None
+    folder = work / f"s{index:03d}"
+    folder.mkdir()
+    os.chmod(folder, 0o755)
+    module_path = folder / "submission.py"
+    module_path.write_text(module.source)
+    os.chmod(module_path, 0o644)
+    findings = find_forbidden(module.source, forbidden)
+    for finding in findings:
+        result.notes.append(f"line {finding.line}: {finding.api} is not allowed in {week}"
+                            + (f" (in `{finding.owner}`)" if finding.owner != "<module>" else ""))
+    return {"name": item.name, "module_path": str(module_path), "only": item.only,
+            "forbidden_parts": forbidden_parts(module.source, forbidden, week)}
+
+
+def _run_suite(course: Course, root: Path, week_id: str, suite_dir: Path, prepared: list[dict], work: Path,
+               limits: GradingLimits, sandbox: str | None,
+               extra: list[str]) -> tuple[list[TestOutcome], dict[str, str], str]:
+    paths = CoursePaths(root)
+    outcomes_path = work / "outcomes.json"
+    config = {
+        "week": week_id,
+        "submissions": prepared,
+        "outcomes_path": str(outcomes_path),
+        "limits": {"memory_mb": limits.memory_mb, "cpu_seconds": limits.cpu_seconds,
+                   "processes": limits.processes, "file_size_mb": limits.file_size_mb},
+        "test_timeout_s": limits.test_timeout_s,
+        "submission_timeout_s": limits.submission_timeout_s,
+        "import_timeout_s": limits.import_timeout_s,
+        "sandbox": sandbox or limits.sandbox,
+        "forbidden": course.week(week_id).forbidden,
+        "helper_dirs": [str(paths.release(week_id))] if paths.release(week_id).is_dir() else [],
+        "denied_paths": [str(root / "assignments"), str(root / "reference"), str(root / "gradebook"),
+                         str(work), str(root / "build")],
+    }
+    config_path = work / "grading.json"
+    config_path.write_text(json.dumps(config))
+    os.chmod(config_path, 0o600)
+    command = [sys.executable, "-m", "pytest", str(suite_dir), "-p", "autograder.testing.plugin",
+               "--grading-config", str(config_path), "-q", "--assert=plain", "-p", "no:cacheprovider",
+               "--rootdir", str(suite_dir), "-o", "addopts=", "--no-header", "-rN", *extra]
+    budget = limits.submission_timeout_s * len(prepared) + limits.import_timeout_s + 120
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", OMP_NUM_THREADS="1")
+    try:
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=budget, env=env, cwd=root)
+        log = proc.stdout + proc.stderr
+    except subprocess.TimeoutExpired as exc:
+        log = f"the grading run exceeded {budget:.0f} s and was stopped\n{exc.stdout or ''}"
+    if not outcomes_path.exists():
+        raise GradingError(f"the test suite for {week_id} did not run:\n{log[-4000:]}")
+    data = json.loads(outcomes_path.read_text())
+    outcomes = [TestOutcome(**o) for o in data["outcomes"]]
+    if not outcomes and "error" in log.lower():
+        raise GradingError(f"the test suite for {week_id} failed to load:\n{log[-4000:]}")
+    return outcomes, data.get("outputs", {}), log
+
+
+def _sandbox_name(requested: str) -> str:
+    from autograder.sandbox.launch import bubblewrap_available
+
+    if requested == "none":
+        return "none (resource limits only)"
+    return "bubblewrap" if bubblewrap_available() else "none (bubblewrap missing; resource limits only)"
+
+
+def outcomes_as_dicts(result: GradeResult) -> list[dict]:
+    return [asdict(t) for t in result.tests]

@@ -1,0 +1,91 @@
+"""Proving a week's suite: the answer key earns full marks, the released notebook zero,
+every mutant loses points, and the suite has all four kinds of check.
+
+All variants are graded in one pytest process (the trusted imports are paid once),
+and a mutant runs only the tests its `# catches:` line names.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+
+from autograder.config import Course
+from autograder.grading.run import GradeResult, Submitted, grade
+from autograder.pipeline.build import CoursePaths, source_notebook
+from autograder.testing.plugin import KINDS
+
+
+@dataclass
+class Verification:
+    week: str
+    problems: list[str] = field(default_factory=list)
+    rows: list[tuple[str, str, str]] = field(default_factory=list)  # (variant, score, verdict)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def mutants(course: Course, root: Path, week_id: str) -> list[Submitted]:
+    """The week's known-bug variants, each with the tests its header says catch it."""
+    folder = CoursePaths(root).assignment(week_id) / "mutants"
+    found = []
+    for path in sorted(folder.glob("*.py")):
+        catches = None
+        for line in path.read_text().splitlines()[:5]:
+            if line.startswith("# catches:"):
+                catches = [p.strip() for p in line.split(":", 1)[1].split(",") if p.strip()]
+        found.append(Submitted(f"mutant:{path.stem}", path, catches))
+    return found
+
+
+def verify_week(course: Course, root: Path, week_id: str, sandbox: str | None = None) -> Verification:
+    paths = CoursePaths(root)
+    week = course.week(week_id)
+    check = Verification(week_id)
+    release_nb = paths.release(week_id) / f"{week.slug}.ipynb"
+    if not release_nb.is_file():
+        check.problems.append(f"{release_nb} is missing: run `course build {week_id}`")
+        return check
+    variants = mutants(course, root, week_id)
+    if len(variants) < 6:
+        check.problems.append(f"only {len(variants)} mutants in assignments/{week_id}/mutants (at least 6)")
+    with tempfile.TemporaryDirectory() as tmp:
+        key = Path(tmp) / "answer_key.ipynb"
+        nbformat.write(source_notebook(week, root), key)
+        submissions = [Submitted("answer key", key), Submitted("release", release_nb)] + variants
+        results = grade(course, root, week_id, submissions, sandbox=sandbox)
+    check.seconds = next(iter(results.values())).seconds
+    _judge(check, results)
+    return check
+
+
+def _judge(check: Verification, results: dict[str, GradeResult]) -> None:
+    key, release = results["answer key"], results["release"]
+    kinds = {t.kind for t in key.tests}
+    missing = [k for k in KINDS if k not in kinds]
+    if missing:
+        check.problems.append(f"the hidden suite has no {', '.join(missing)} check")
+    full = key.possible > 0 and key.earned == key.possible
+    check.rows.append(("answer key", f"{key.earned:g}/{key.possible:g}", "full marks" if full else "NOT FULL"))
+    if not full:
+        failed = [f"{t.name}: {t.message[:300]}" for t in key.tests if not t.passed]
+        check.problems.append("the answer key loses points: " + ("; ".join(failed) or key.error or "?"))
+    zero = release.earned == 0 and release.possible > 0
+    check.rows.append(("release", f"{release.earned:g}/{release.possible:g}", "zero" if zero else "NOT ZERO"))
+    if not zero:
+        passed = [t.name for t in release.tests if t.passed]
+        check.problems.append(f"the released notebook earns points: {', '.join(passed) or release.error}")
+    for name, result in results.items():
+        if not name.startswith("mutant:"):
+            continue
+        caught = [t.name for t in result.tests if not t.passed]
+        verdict = f"caught by {', '.join(caught[:3])}" + ("…" if len(caught) > 3 else "") if caught else "NOT CAUGHT"
+        check.rows.append((name, f"{result.earned:g}/{result.possible:g}", verdict))
+        if not caught:
+            check.problems.append(f"{name} loses no points" + (f" ({result.error})" if result.error else ""))

@@ -1,0 +1,211 @@
+"""From `reference/<week>_<slug>.py` to `release/<week>/`.
+
+1. jupytext reads the percent-format reference into a notebook. Each cell gets its
+   nbgrader role: a cell with a `### BEGIN SOLUTION` region is a solution cell,
+   explicit `nbgrader` metadata is kept, every other cell is locked. Cell ids are made
+   from the week and the cell's position so that builds are byte-for-byte repeatable.
+2. That notebook, with the week's public tests and helpers, is nbgrader's source
+   assignment (the answer key). nbgrader's `generate_assignment` writes the student
+   version, with solutions replaced by placeholders.
+3. The result replaces `release/<week>/`. Hidden tests and mutants are never copied.
+
+Everything is built in a temporary course folder, so `--check` can compare a fresh
+build with the committed `release/` without touching it.
+"""
+
+from __future__ import annotations
+
+import ast
+import filecmp
+import json
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import jupytext
+import nbformat
+
+from autograder.config import Course, Week
+
+SOLUTION_BEGIN = "### BEGIN SOLUTION"
+PUBLIC_TESTS_DIR = "public_tests"
+
+
+@dataclass(frozen=True)
+class CoursePaths:
+    root: Path
+
+    @property
+    def reference(self) -> Path:
+        return self.root / "reference"
+
+    def assignment(self, week: str) -> Path:
+        return self.root / "assignments" / week
+
+    def release(self, week: str) -> Path:
+        return self.root / "release" / week
+
+    def course_file(self) -> Path:
+        return self.root / "course.yaml"
+
+
+class BuildError(Exception):
+    pass
+
+
+def source_notebook(week: Week, root: Path) -> nbformat.NotebookNode:
+    """The answer key: the reference as a notebook with nbgrader cell metadata."""
+    if not week.reference:
+        raise BuildError(f"week {week.id} has no reference file in course.yaml")
+    path = root / week.reference
+    if not path.is_file():
+        raise BuildError(f"{path} does not exist (course.yaml weeks[{week.id}].reference)")
+    nb = jupytext.read(path, fmt="py:percent")
+    nb.metadata.pop("jupytext", None)
+    nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
+    nb.metadata["language_info"] = {"name": "python"}
+    used_ids: set[str] = set()
+    for index, cell in enumerate(nb.cells):
+        cell.id = f"{week.id}-{index:03d}"
+        cell.metadata.pop("lines_to_next_cell", None)
+        cell.metadata["nbgrader"] = _nbgrader_metadata(cell, week.id, index, used_ids)
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    nbformat.validate(nb)
+    return nb
+
+
+def _nbgrader_metadata(cell: nbformat.NotebookNode, week: str, index: int, used: set[str]) -> dict:
+    given = dict(cell.metadata.get("nbgrader", {}))
+    is_solution = SOLUTION_BEGIN in cell.source
+    grade_id = given.get("grade_id") or _cell_name(cell, is_solution) or f"{week}-cell-{index:03d}"
+    if grade_id in used:
+        grade_id = f"{grade_id}-{index:03d}"
+    used.add(grade_id)
+    meta = {"grade": False, "locked": not is_solution, "solution": is_solution, "schema_version": 3}
+    meta.update(given)
+    meta["grade_id"] = grade_id
+    return meta
+
+
+def _cell_name(cell: nbformat.NotebookNode, is_solution: bool) -> str | None:
+    if cell.cell_type != "code" or not is_solution:
+        return None
+    try:
+        tree = ast.parse(cell.source)
+    except SyntaxError:
+        return None
+    names = [n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))]
+    return names[0] if names else None
+
+
+def build_week(course: Course, week_id: str, root: Path, into: Path | None = None) -> Path:
+    """Build one week's release; into `into` (a release folder) or `release/<week>/`."""
+    from nbgrader.apps import NbGraderAPI
+    from traitlets.config import Config
+
+    week = course.week(week_id)
+    paths = CoursePaths(root)
+    _put_venv_on_path()
+    with tempfile.TemporaryDirectory(prefix=f"build-{week_id}-") as tmp:
+        work = Path(tmp)
+        source = work / "source" / week_id
+        source.mkdir(parents=True)
+        nbformat.write(source_notebook(week, root), source / f"{week.slug}.ipynb")
+        _copy_tree(paths.assignment(week_id) / "public", source / PUBLIC_TESTS_DIR, "*.py")
+        _copy_tree(paths.assignment(week_id) / "helpers", source, "*")
+        info = {"week": week.id, "title": week.title, "notebook": f"{week.slug}.ipynb",
+                "hidden": hidden_suite_size(paths.assignment(week_id) / "hidden")}
+        (source / "week.json").write_text(json.dumps(info, indent=1, sort_keys=True) + "\n")
+        config = Config()
+        config.CourseDirectory.root = str(work)
+        config.CourseDirectory.db_url = f"sqlite:///{work / 'gradebook.db'}"
+        config.Exchange.root = str(work / "exchange")
+        config.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
+        config.IncludeHeaderFooter.header = ""
+        api = NbGraderAPI(config=config)
+        result = api.generate_assignment(week_id, force=True, create=True)
+        if not result.get("success"):
+            raise BuildError(f"nbgrader generate_assignment failed for {week_id}:\n{result.get('log', '')}"
+                             f"\n{result.get('error', '')}")
+        built = work / "release" / week_id
+        _normalise(built)
+        target = into or paths.release(week_id)
+        if target.exists():
+            shutil.rmtree(target)
+        shutil.copytree(built, target)
+    return target
+
+
+def hidden_suite_size(folder: Path) -> dict:
+    """How many hidden tests there are and what they are worth, read from the source.
+
+    Students may know this much (not what the tests check); reading the files rather than
+    collecting them keeps the build free of the suite's imports.
+    """
+    tests, points = 0, 0.0
+    for path in sorted(folder.glob("test_*.py")) if folder.is_dir() else []:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"):
+                tests += 1
+                points += _points_marker(node)
+    return {"tests": tests, "points": points}
+
+
+def _points_marker(node: ast.FunctionDef) -> float:
+    for deco in node.decorator_list:
+        if (isinstance(deco, ast.Call) and isinstance(deco.func, ast.Attribute) and deco.func.attr == "points"
+                and deco.args and isinstance(deco.args[0], ast.Constant)):
+            return float(deco.args[0].value)
+    return 1.0
+
+
+def _put_venv_on_path() -> None:
+    """nbgrader runs the `alembic` program by name; it lives beside this interpreter."""
+    bin_dir = str(Path(sys.executable).parent)
+    if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
+
+
+def write_answer_key(course: Course, week_id: str, root: Path, output: Path) -> Path:
+    nbformat.write(source_notebook(course.week(week_id), root), output)
+    return output
+
+
+def stale_files(course: Course, week_id: str, root: Path) -> list[str]:
+    """Files of `release/<week>/` that differ from a fresh build (empty when up to date)."""
+    with tempfile.TemporaryDirectory(prefix=f"check-{week_id}-") as tmp:
+        fresh = build_week(course, week_id, root, into=Path(tmp) / week_id)
+        committed = CoursePaths(root).release(week_id)
+        if not committed.is_dir():
+            return [f"release/{week_id}/ (missing)"]
+        return [f"release/{week_id}/{name}" for name in _differences(fresh, committed)]
+
+
+def _differences(a: Path, b: Path) -> list[str]:
+    names_a = {p.relative_to(a).as_posix() for p in a.rglob("*") if p.is_file()}
+    names_b = {p.relative_to(b).as_posix() for p in b.rglob("*") if p.is_file()}
+    differ = sorted(names_a ^ names_b)
+    differ += sorted(n for n in names_a & names_b if not filecmp.cmp(a / n, b / n, shallow=False))
+    return differ
+
+
+def _copy_tree(src: Path, dst: Path, pattern: str) -> None:
+    if not src.is_dir():
+        return
+    for path in sorted(src.glob(pattern)):
+        if path.is_file() and "__pycache__" not in path.parts:
+            dst.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, dst / path.name)
+
+
+def _normalise(folder: Path) -> None:
+    """Stable bytes: sorted keys, fixed indentation, no timestamps from the build."""
+    for path in folder.rglob("*.ipynb"):
+        nb = json.loads(path.read_text())
+        path.write_text(json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
+    for path in folder.rglob("__pycache__"):
+        shutil.rmtree(path)

@@ -1,0 +1,243 @@
+"""Starting a worker inside the local sandbox.
+
+bubblewrap, where it is installed, gives the worker its own network (none), process
+and mount namespaces: it sees the Python installation, the engine package, the
+submission and the released helpers, read-only, and a small private /tmp; nothing of
+the course (hidden tests, references, results). Run as root, the worker drops to
+`nobody` before student code runs so that the process limit applies. Resource limits
+and the wall-clock timeouts of the client apply in every case.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import autograder
+
+SUBMISSION_DIR = "/submission"
+HELPERS_DIR = "/helpers"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits for one worker; the defaults suit a 2-core laptop."""
+
+    memory_mb: int = 4096
+    cpu_seconds: int = 600
+    processes: int = 64
+    file_size_mb: int = 64
+    tmp_size_mb: int = 256
+
+    def rlimits(self, thread_baseline: int) -> dict[str, int]:
+        return {
+            "RLIMIT_DATA": self.memory_mb << 20,
+            "RLIMIT_CPU": self.cpu_seconds,
+            "RLIMIT_NPROC": thread_baseline + self.processes,
+            "RLIMIT_FSIZE": self.file_size_mb << 20,
+            "RLIMIT_CORE": 0,
+        }
+
+
+@dataclass
+class WorkerSpec:
+    """Everything needed to start a worker for one submission."""
+
+    module_path: Path
+    week: str = "this week"
+    helper_dirs: list[Path] = field(default_factory=list)
+    forbidden: list[str] = field(default_factory=list)
+    denied_paths: list[Path] = field(default_factory=list)
+    limits: Limits = field(default_factory=Limits)
+    sandbox: str = "auto"  # "auto", "bwrap" or "none"
+    threads: int = 1
+
+
+def bubblewrap_available() -> bool:
+    return shutil.which("bwrap") is not None and _bwrap_works()
+
+
+_BWRAP_OK: bool | None = None
+
+
+def _bwrap_works() -> bool:
+    global _BWRAP_OK
+    if _BWRAP_OK is None:
+        try:
+            _BWRAP_OK = subprocess.run(
+                ["bwrap", "--ro-bind", "/", "/", "--unshare-net", "--unshare-pid", "true"],
+                capture_output=True, timeout=10).returncode == 0
+        except (OSError, subprocess.TimeoutExpired):
+            _BWRAP_OK = False
+    return _BWRAP_OK
+
+
+def resolve_sandbox(requested: str) -> str:
+    if requested == "none":
+        return "none"
+    if bubblewrap_available():
+        return "bwrap"
+    if requested == "bwrap":
+        raise RuntimeError("bubblewrap (bwrap) is not installed or cannot create namespaces; "
+                           "install Debian's 'bubblewrap' package or grade with --sandbox none")
+    return "none"
+
+
+class WorkerProcess:
+    """A running worker: its process, its socket and the tail of what it printed."""
+
+    OUTPUT_KEEP = 32 * 1024
+
+    def __init__(self, spec: WorkerSpec):
+        self.spec = spec
+        self.sandbox = resolve_sandbox(spec.sandbox)
+        self.sock, child = socket.socketpair()
+        drop = self.sandbox == "bwrap" and os.getuid() == 0
+        baseline = _threads_of_uid(65534 if drop else os.getuid())
+        inside = self.sandbox == "bwrap"
+        config = {
+            "socket_fd": child.fileno(),
+            "module_path": f"{SUBMISSION_DIR}/{spec.module_path.name}" if inside else str(spec.module_path),
+            "week": spec.week,
+            "helper_paths": ([f"{HELPERS_DIR}/{i}" for i in range(len(spec.helper_dirs))] if inside
+                             else [str(p) for p in spec.helper_dirs]),
+            "forbidden": spec.forbidden,
+            "denied_paths": [] if inside else [str(p) for p in spec.denied_paths],
+            "limits": spec.limits.rlimits(baseline),
+            "drop_privileges": drop,
+            "threads": spec.threads,
+        }
+        command = [sys.executable, "-m", "autograder.sandbox.worker", json.dumps(config)]
+        if inside:
+            command = self._bwrap_prefix() + command
+        self.process = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            pass_fds=(child.fileno(),), env=_worker_env(), start_new_session=True, cwd="/tmp")
+        child.close()
+        self._head = bytearray()
+        self._tail = bytearray()
+        self._dropped = 0
+        self._reader = threading.Thread(target=self._drain, daemon=True)
+        self._reader.start()
+
+    def _bwrap_prefix(self) -> list[str]:
+        spec = self.spec
+        args = ["bwrap", "--die-with-parent", "--new-session", "--unshare-net", "--unshare-pid",
+                "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+                "--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp",
+                "--perms", "1777", "--tmpfs", "/dev/shm"]
+        for top in ("usr", "bin", "sbin", "lib", "lib64", "lib32"):
+            path = Path("/") / top
+            if path.is_symlink():
+                args += ["--symlink", os.readlink(path), str(path)]
+            elif path.exists():
+                args += ["--ro-bind", str(path), str(path)]
+        for etc in ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "passwd", "group", "nsswitch.conf",
+                    "localtime", "hosts"):
+            args += ["--ro-bind-try", f"/etc/{etc}", f"/etc/{etc}"]
+        for path in _python_paths():
+            args += _parent_dirs(path) + ["--ro-bind", path, path]
+        args += ["--ro-bind", str(spec.module_path.parent.resolve()), SUBMISSION_DIR]
+        for i, helper in enumerate(spec.helper_dirs):
+            args += ["--ro-bind", str(Path(helper).resolve()), f"{HELPERS_DIR}/{i}"]
+        args += ["--chdir", "/tmp", "--setenv", "HOME", "/tmp", "--"]
+        return args
+
+    def _drain(self) -> None:
+        stream = self.process.stdout
+        while chunk := stream.read1(65536) if hasattr(stream, "read1") else stream.read(65536):
+            if len(self._head) < self.OUTPUT_KEEP:
+                take = self.OUTPUT_KEEP - len(self._head)
+                self._head += chunk[:take]
+                chunk = chunk[take:]
+            if chunk:
+                self._tail += chunk
+                if len(self._tail) > self.OUTPUT_KEEP:
+                    self._dropped += len(self._tail) - self.OUTPUT_KEEP
+                    del self._tail[: len(self._tail) - self.OUTPUT_KEEP]
+
+    def output(self) -> str:
+        """What the student's code printed: the start and the end, with the middle cut out."""
+        text = self._head.decode(errors="replace")
+        if self._dropped:
+            text += f"\n... [{self._dropped} bytes of output cut] ...\n"
+        return text + self._tail.decode(errors="replace")
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def kill(self) -> None:
+        """Kill the worker and everything it started."""
+        if self.process.poll() is None:
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            try:
+                self.process.kill()
+            except ProcessLookupError:
+                pass
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        self.sock.close()
+        self._reader.join(timeout=2)
+
+
+def _parent_dirs(path: str) -> list[str]:
+    """bwrap creates missing parents with the caller's umask; `nobody` must be able to pass them."""
+    args: list[str] = []
+    for parent in reversed(Path(path).parents):
+        if str(parent) != "/":
+            args += ["--perms", "0755", "--dir", str(parent)]
+    return args
+
+
+def _python_paths() -> list[str]:
+    """The folders the worker's interpreter and its packages live in, and nothing else."""
+    paths = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
+    paths.add(os.path.dirname(os.path.realpath(sys.executable)))
+    package = Path(autograder.__file__).resolve().parent
+    paths.add(str(package))
+    for entry in sys.path:
+        real = os.path.realpath(entry) if entry else ""
+        if real and "site-packages" in real and os.path.isdir(real):
+            paths.add(real)
+    return sorted(p for p in paths if not any(p != q and p.startswith(q + os.sep) for q in paths))
+
+
+def _worker_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "TZ")}
+    env.update({"HOME": "/tmp", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONNOUSERSITE": "1",
+                "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONHASHSEED": "0",
+                "PYTHONUNBUFFERED": "1",
+                "PYTHONPATH": str(Path(autograder.__file__).resolve().parent.parent)})
+    for key in ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES"):
+        if key in os.environ:
+            env[key] = os.environ[key]
+    return env
+
+
+def _threads_of_uid(uid: int) -> int:
+    """How many threads the user already runs: RLIMIT_NPROC counts them all."""
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            status = Path(f"/proc/{entry}/status").read_text()
+        except OSError:
+            continue
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        if int(fields.get("Uid", "-1").split()[0]) == uid:
+            total += int(fields.get("Threads", "1").strip())
+    return total

@@ -1,0 +1,90 @@
+"""Self-checks: a week's public tests against the student's current code, in this process.
+
+In a notebook, `check("m1w01")` (or `check("m1w01", "attention")`) tests the
+definitions the notebook holds right now; `course check m1w01 notebook.ipynb` does the
+same from the shell. Passing them is not a full score: the hidden suite tests more,
+and the report says how much more, without saying what.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import types
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from autograder.pipeline.build import PUBLIC_TESTS_DIR
+from autograder.testing.plugin import SubmissionEntry, SubmissionPlugin, TestOutcome
+
+WEEK_INFO = "week.json"
+
+
+@dataclass
+class CheckReport:
+    week: str
+    part: str | None
+    outcomes: list[TestOutcome] = field(default_factory=list)
+    hidden: dict = field(default_factory=dict)
+
+    @property
+    def passed(self) -> int:
+        return sum(o.passed for o in self.outcomes)
+
+    def text(self) -> str:
+        scope = f"{self.week}, part '{self.part}'" if self.part else self.week
+        lines = [f"Self-check for {scope}: {self.passed} of {len(self.outcomes)} public tests passed"]
+        for o in self.outcomes:
+            lines.append(f"  {'PASS' if o.passed else 'FAIL'}  {o.description}")
+            if not o.passed:
+                lines += [f"        {line}" for line in o.message.strip().splitlines()[:6]]
+        if not self.outcomes:
+            lines.append("  (no public test matches this part)")
+        count = self.hidden.get("tests")
+        if count:
+            lines.append(f"The hidden suite has {count} more tests worth {self.hidden.get('points', '?'):g} points "
+                         "(shapes, values, gradients, convergence). Passing the public tests is not a full score.")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return self.text()
+
+
+def check(week: str, part: str | None = None, namespace: dict | types.ModuleType | None = None,
+          tests_dir: Path | None = None, quiet: bool = False) -> CheckReport:
+    """Run `week`'s public tests (or one part's) against the caller's definitions."""
+    if namespace is None:
+        namespace = inspect.currentframe().f_back.f_globals
+    folder = Path(tests_dir) if tests_dir else find_public_tests(week)
+    report = run_public_tests(week, namespace, folder, part)
+    if not quiet:
+        print(report.text())
+    return report
+
+
+def run_public_tests(week: str, namespace: dict | types.ModuleType, folder: Path,
+                     part: str | None = None, forbidden_parts: dict[str, str] | None = None) -> CheckReport:
+    import pytest
+
+    from autograder.testing.local import LocalSubmission
+
+    entry = SubmissionEntry("yours", lambda: LocalSubmission(namespace, forbidden_parts))
+    plugin = SubmissionPlugin([entry], default_visibility="visible")
+    args = [str(folder), "-q", "-p", "no:cacheprovider", "--import-mode=importlib", "--assert=plain",
+            "-o", "addopts=", "--rootdir", str(folder), "--no-header", "-p", "no:terminal"]
+    if part:
+        args += ["-k", f"test_{part}_"]
+    pytest.main(args, plugins=[plugin])
+    info_path = folder.parent / WEEK_INFO
+    hidden = json.loads(info_path.read_text()).get("hidden", {}) if info_path.is_file() else {}
+    return CheckReport(week, part, plugin.outcomes, hidden)
+
+
+def find_public_tests(week: str) -> Path:
+    """The public tests next to the notebook (a fetched week), or in the course's release/."""
+    candidates = [Path.cwd() / PUBLIC_TESTS_DIR, Path.cwd() / week / PUBLIC_TESTS_DIR,
+                  Path(__file__).resolve().parent.parent / "release" / week / PUBLIC_TESTS_DIR]
+    for folder in candidates:
+        if folder.is_dir():
+            return folder
+    raise FileNotFoundError(f"no public tests for {week}: looked in " + ", ".join(map(str, candidates)))

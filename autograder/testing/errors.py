@@ -1,0 +1,58 @@
+"""Errors that tests see when the student's side fails; each one reads as advice to a student."""
+
+from __future__ import annotations
+
+
+class SubmissionError(Exception):
+    """Something about the submission, not the test, went wrong."""
+
+
+class StudentCodeError(SubmissionError):
+    """The student's code raised an exception."""
+
+    def __init__(self, type_name: str, message: str, where: str = ""):
+        self.type_name, self.message, self.where = type_name, message, where
+        text = f"your code raised {type_name}: {message}"
+        if where:
+            text += f"\n{where.rstrip()}"
+        super().__init__(text)
+
+
+class NotImplementedYet(StudentCodeError):
+    """A placeholder (`raise NotImplementedError()`) was reached."""
+
+    def __init__(self, type_name: str, message: str, where: str = ""):
+        super().__init__(type_name, message, where)
+        self.args = ("this part is not implemented yet: replace `raise NotImplementedError()` with your code"
+                     + (f"\n{where.rstrip()}" if where else ""),)
+
+
+class ImportFailed(SubmissionError):
+    """The notebook could not be loaded at all; every test fails with this."""
+
+
+class MissingName(SubmissionError):
+    def __init__(self, name: str):
+        super().__init__(f"your notebook does not define `{name}` (check the spelling, "
+                         "and that its cell was run and saved)")
+
+
+class ForbiddenAPIUsed(SubmissionError):
+    """The static check found a forbidden API in this part of the submission."""
+
+
+class WorkerTimeout(SubmissionError):
+    pass
+
+
+class WorkerCrashed(SubmissionError):
+    pass
+
+
+class BudgetExhausted(SubmissionError):
+    """The submission's total time is spent; remaining tests are not run."""
+
+
+def student_error(info: dict) -> StudentCodeError:
+    kind = NotImplementedYet if info.get("type") == "NotImplementedError" else StudentCodeError
+    return kind(str(info.get("type", "Exception")), str(info.get("message", "")), str(info.get("traceback", "")))

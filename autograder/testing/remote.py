@@ -1,0 +1,278 @@
+"""The remote transport: the trusted side of the wire to a sandboxed worker.
+
+Every request carries a deadline, the earlier of the test's and the submission's. A
+worker that misses it is killed, the test fails with a timeout, and the next request
+starts a fresh worker, so one stuck test costs only its own points.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from typing import Any, Callable
+
+import torch
+
+from autograder.sandbox import wire
+from autograder.sandbox.launch import WorkerProcess, WorkerSpec
+from autograder.testing.errors import (BudgetExhausted, ImportFailed, StudentCodeError, SubmissionError,
+                                       WorkerCrashed, WorkerTimeout, student_error)
+from autograder.testing.submission import VJP, Submission, as_cotangent_list
+
+MAX_REPLY_BYTES = 2 << 30
+
+
+class _ModuleRef:
+    """Stands for the student's module itself (handle 0) in a request."""
+
+
+class WorkerClient:
+    """One submission's worker, started lazily and restarted after a crash or a timeout."""
+
+    def __init__(self, spec: WorkerSpec, import_timeout: float = 60.0):
+        self.spec = spec
+        self.import_timeout = import_timeout
+        self.process: WorkerProcess | None = None
+        self.generation = 0
+        self.names: dict[str, str] = {}
+        self.import_error: str | None = None
+        self.deadline: float | None = None
+        self.budget_deadline: float | None = None
+        self.timeout_reason = "the time limit for this test"
+        self._ready = False
+        self._outputs: list[str] = []
+
+    # -- lifecycle ------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the worker without waiting for it (its imports overlap with the caller's)."""
+        if self.process is None:
+            self.process = WorkerProcess(self.spec)
+            self.generation += 1
+            self._ready = False
+
+    def ensure_ready(self) -> None:
+        if self.import_error is not None:
+            raise ImportFailed(self.import_error)
+        self.start()
+        if self._ready:
+            return
+        deadline = time.monotonic() + self.import_timeout
+        try:
+            hello = self._receive(min(deadline, self._deadline() or deadline), importing=True)
+        except WorkerTimeout:
+            self.import_error = (f"loading your notebook took longer than {self.import_timeout:.0f} s; "
+                                 "move training and long demos into cells tagged 'demo' or guard them")
+            self.kill()
+            raise ImportFailed(self.import_error) from None
+        except WorkerCrashed as exc:
+            self.import_error = f"your notebook stopped the grader's worker while loading: {exc}"
+            raise ImportFailed(self.import_error) from None
+        if not isinstance(hello, dict) or not hello.get("ready"):
+            self.import_error = "the worker did not start properly"
+            self.kill()
+            raise ImportFailed(self.import_error)
+        error = hello.get("import_error")
+        self.names = hello.get("names") if isinstance(hello.get("names"), dict) else {}
+        self._ready = True
+        if error:
+            info = student_error(error)
+            self.import_error = f"running your notebook's code failed: {info}"
+            raise ImportFailed(self.import_error)
+
+    def kill(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self._outputs.append(self.process.output())
+            self.process = None
+            self._ready = False
+
+    def output(self) -> str:
+        current = [self.process.output()] if self.process is not None else []
+        return "".join(self._outputs + current)
+
+    # -- requests -------------------------------------------------------------------
+    def request(self, op: str, *args: Any) -> Any:
+        self.ensure_ready()
+        blobs: list[bytes] = []
+        message = {"op": op, "args": wire.encode(list(args), blobs, self._ref)}
+        try:
+            wire.send(self.process.sock, message, blobs)
+        except OSError:
+            self._crashed()
+        reply = self._receive(self._deadline())
+        if not isinstance(reply, dict):
+            raise WorkerCrashed("the worker sent a malformed reply")
+        if reply.get("ok"):
+            return reply.get("value")
+        error = reply.get("error") if isinstance(reply.get("error"), dict) else {}
+        raise student_error(error)
+
+    def _deadline(self) -> float | None:
+        candidates = [d for d in (self.deadline, self.budget_deadline) if d is not None]
+        return min(candidates) if candidates else None
+
+    def _receive(self, deadline: float | None, importing: bool = False) -> Any:
+        if self.budget_deadline is not None and time.monotonic() >= self.budget_deadline:
+            self.kill()
+            raise BudgetExhausted("the submission's total time limit was reached before this test")
+        reader = _DeadlineSocket(self.process.sock, deadline)
+        try:
+            message, blobs = wire.receive(reader, MAX_REPLY_BYTES)
+            return wire.decode(message, blobs, self._from_handle)
+        except TimeoutError:
+            budget = self.budget_deadline is not None and time.monotonic() >= self.budget_deadline - 0.01
+            self.kill()
+            what = "the submission's total time limit" if budget else self.timeout_reason
+            raise WorkerTimeout(f"your code did not finish within {what}; it was stopped "
+                                "(look for an endless loop or far too much work)") from None
+        except (EOFError, OSError):
+            self._crashed()
+        except wire.WireError as exc:
+            self.kill()
+            raise WorkerCrashed(f"the worker sent an invalid reply ({exc})") from None
+
+    def _crashed(self) -> None:
+        process = self.process
+        self.kill()
+        code = process.process.returncode if process is not None else None
+        if code is not None and code < 0:
+            reason = f"killed by signal {-code}"
+            if -code in (9, 24):
+                reason += " (a memory, CPU-time or process limit is the usual cause)"
+        else:
+            reason = f"exit code {code}"
+        raise WorkerCrashed(f"the process running your code ended unexpectedly ({reason})")
+
+    def _ref(self, value: Any) -> dict:
+        if isinstance(value, _ModuleRef):
+            return {"__t": "ref", "id": 0}
+        if isinstance(value, RemoteObject):
+            if value._generation != self.generation:
+                raise SubmissionError("this object was lost when the worker was restarted after an "
+                                      "earlier failure of your code")
+            return {"__t": "ref", "id": value._id}
+        raise TypeError(f"cannot send a {type(value).__name__} to the worker")
+
+    def _from_handle(self, obj: dict) -> "RemoteObject":
+        if obj.get("__t") != "handle" or not isinstance(obj.get("id"), int):
+            raise wire.WireError("malformed handle")
+        return RemoteObject(self, obj["id"], str(obj.get("type", "object"))[:200],
+                            str(obj.get("kind", "object")), bool(obj.get("is_module")))
+
+
+class _DeadlineSocket:
+    """A socket whose reads give up at an absolute deadline."""
+
+    def __init__(self, sock: socket.socket, deadline: float | None):
+        self.sock, self.deadline = sock, deadline
+
+    def recv_into(self, view: memoryview, n: int) -> int:
+        if self.deadline is not None:
+            remaining = self.deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError
+            self.sock.settimeout(remaining)
+        else:
+            self.sock.settimeout(None)
+        try:
+            return self.sock.recv_into(view, n)
+        except socket.timeout:
+            raise TimeoutError from None
+
+
+class RemoteObject:
+    """An object that lives in the worker: attribute access and calls go over the wire."""
+
+    __slots__ = ("_client", "_id", "_type", "_kind", "_is_module", "_generation")
+
+    def __init__(self, client: WorkerClient, handle_id: int, type_name: str, kind: str, is_module: bool):
+        for key, value in (("_client", client), ("_id", handle_id), ("_type", type_name), ("_kind", kind),
+                           ("_is_module", is_module), ("_generation", client.generation)):
+            object.__setattr__(self, key, value)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return self._client.request("getattr", self, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self._client.request("setattr", self, name, value)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._client.request("call", self, list(args), kwargs)
+
+    def __getitem__(self, key: Any) -> Any:
+        return self._client.request("call_method", self, "__getitem__", [key], {})
+
+    def __len__(self) -> int:
+        return self._client.request("call_method", self, "__len__", [], {})
+
+    def __iter__(self):
+        return iter(self._client.request("call_method", self, "__iter__", [], {}))
+
+    def __repr__(self) -> str:
+        return f"<{self._type} in the worker>"
+
+    @property
+    def remote_type(self) -> str:
+        return self._type
+
+    @property
+    def is_module(self) -> bool:
+        return self._is_module
+
+
+class RemoteSubmission(Submission):
+    def __init__(self, client: WorkerClient, forbidden_parts: dict[str, str] | None = None):
+        super().__init__(forbidden_parts)
+        self._client = client
+
+    def has(self, name: str) -> bool:
+        self._client.ensure_ready()
+        return name in self._client.names
+
+    def _lookup(self, name: str) -> Any:
+        return self._client.request("getattr", _ModuleRef(), name)
+
+    def differentiable(self, fn: Any) -> Callable[..., Any]:
+        client = self._client
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return _RemoteFunction.apply(client, fn, kwargs, *args)
+
+        return call
+
+    def vjp(self, fn: Any, *args: Any, cotangents: Any, params: bool = True, **kwargs: Any) -> VJP:
+        result = self._client.request("vjp", fn, list(args), kwargs, as_cotangent_list(cotangents), params)
+        if not isinstance(result, dict):
+            raise StudentCodeError("ValueError", "gradients came back malformed")
+        return VJP(list(result.get("inputs", [])), dict(result.get("params", {})))
+
+    def seed(self, seed: int) -> None:
+        self._client.request("seed", seed)
+
+    def output(self) -> str:
+        return self._client.output()
+
+
+class _RemoteFunction(torch.autograd.Function):
+    """Calls a worker function forward, and asks the worker for a VJP backward."""
+
+    @staticmethod
+    def forward(ctx, client: WorkerClient, fn: Any, kwargs: dict, *args: Any) -> Any:
+        ctx.client, ctx.fn, ctx.kwargs = client, fn, kwargs
+        ctx.args = [a.detach() if isinstance(a, torch.Tensor) else a for a in args]
+        out = client.request("call", fn, ctx.args, kwargs)
+        ctx.is_tuple = isinstance(out, (tuple, list))
+        return tuple(out) if ctx.is_tuple else out
+
+    @staticmethod
+    def backward(ctx, *grad_outputs: torch.Tensor) -> Any:
+        vjp = ctx.client.request("vjp", ctx.fn, ctx.args, ctx.kwargs, list(grad_outputs), False)
+        grads = iter(vjp.get("inputs", []) if isinstance(vjp, dict) else [])
+        arg_grads = []
+        for a in ctx.args:
+            is_float = isinstance(a, torch.Tensor) and a.is_floating_point()
+            g = next(grads, None) if is_float else None
+            arg_grads.append(g.to(a.dtype) if isinstance(g, torch.Tensor) else None)
+        return (None, None, None, *arg_grads)
