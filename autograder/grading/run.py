@@ -135,8 +135,11 @@ def _run_suite(course: Course, root: Path, week_id: str, suite_dir: Path, prepar
         "forbidden": course.week(week_id).forbidden,
         "helper_dirs": [str(paths.release(week_id))] if paths.release(week_id).is_dir() else [],
         "denied_paths": [str(root / "assignments"), str(root / "reference"), str(root / "gradebook"),
-                         str(work), str(root / "build")],
+                         str(root / "build"), str(work / "grading.json"), str(outcomes_path)],
     }
+    folders = [str(Path(e["module_path"]).parent) for e in prepared]
+    for entry in prepared:  # nor may one submission read another's
+        entry["denied_paths"] = [f for f in folders if f != str(Path(entry["module_path"]).parent)]
     config_path = work / "grading.json"
     config_path.write_text(json.dumps(config))
     os.chmod(config_path, 0o600)

@@ -171,6 +171,13 @@ class WorkerProcess:
             text += f"\n... [{self._dropped} bytes of output cut] ...\n"
         return text + self._tail.decode(errors="replace")
 
+    def wait_briefly(self, seconds: float = 2.0) -> int | None:
+        """The exit status, once the worker has ended on its own (None if it has not)."""
+        try:
+            return self.process.wait(timeout=seconds)
+        except subprocess.TimeoutExpired:
+            return None
+
     def alive(self) -> bool:
         return self.process.poll() is None
 

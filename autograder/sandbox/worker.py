@@ -59,6 +59,7 @@ class Server:
     # -- lifecycle ---------------------------------------------------------------
     def run(self) -> None:
         self._seed(0)
+        self._send({"booted": True})  # the student's import clock starts now
         module, error = self._import_submission(self.config["module_path"])
         self.objects[0] = module
         self._send({"ready": True, "import_error": error, "names": self._names(module)})

@@ -60,12 +60,16 @@ class SubmissionEntry:
 
 
 class SubmissionPlugin:
+    PREFETCH = 1  # workers started ahead of the one in use: their imports overlap its tests
+
     def __init__(self, entries: list[SubmissionEntry], test_timeout_s: float = 60.0,
                  default_visibility: str = "after_published"):
         self.entries = {e.name: e for e in entries}
         self.test_timeout_s = test_timeout_s
         self.default_visibility = default_visibility
         self.outcomes: list[TestOutcome] = []
+        self._last_item: dict[str, str] = {}
+        self._start_workers(list(self.entries)[: 1 + self.PREFETCH])
 
     # -- collection --------------------------------------------------------------------
     def pytest_configure(self, config: pytest.Config) -> None:
@@ -91,7 +95,29 @@ class SubmissionPlugin:
                 keep.append(item)
         if drop:
             config.hook.pytest_deselected(items=drop)
-            items[:] = keep
+        order = {name: i for i, name in enumerate(self.entries)}
+        keep.sort(key=lambda item: order.get(_submission_of(item), -1))  # one submission at a time
+        items[:] = keep
+        self._last_item = {_submission_of(item): item.nodeid for item in keep}
+
+    def _start_workers(self, names: list[str]) -> None:
+        for name in names:
+            client = self.entries[name].client
+            if client is not None:
+                client.start()
+
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        name = _submission_of(item)
+        if name in self.entries:
+            names = list(self.entries)
+            start = names.index(name)
+            self._start_workers(names[start: start + 1 + self.PREFETCH])
+
+    def pytest_runtest_teardown(self, item: pytest.Item) -> None:
+        name = _submission_of(item)
+        entry = self.entries.get(name)
+        if entry is not None and entry.client is not None and self._last_item.get(name) == item.nodeid:
+            entry.client.kill()  # its last test is done: free the memory for the next one
 
     # -- fixtures and deadlines --------------------------------------------------------
     @pytest.fixture
@@ -196,7 +222,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_unconfigure(config: pytest.Config) -> None:
     plugin = getattr(config, "_autograder_plugin", None)
     if plugin is not None:
-        outputs = {name: entry.client.output()[-20000:] for name, entry in plugin.entries.items()
+        outputs = {name: entry.client.output() for name, entry in plugin.entries.items()
                    if entry.client is not None}
         config._autograder_results.write_text(json.dumps(
             {"outcomes": [asdict(o) for o in plugin.outcomes], "outputs": outputs}))
@@ -213,10 +239,9 @@ def plugin_from_config(config: dict) -> SubmissionPlugin:
         spec = WorkerSpec(module_path=Path(item["module_path"]), week=config.get("week", "this week"),
                           helper_dirs=[Path(p) for p in config.get("helper_dirs", [])],
                           forbidden=config.get("forbidden", []),
-                          denied_paths=[Path(p) for p in config.get("denied_paths", [])],
+                          denied_paths=[Path(p) for p in config.get("denied_paths", []) + item.get("denied_paths", [])],
                           limits=limits, sandbox=config.get("sandbox", "auto"))
         client = WorkerClient(spec, import_timeout=config.get("import_timeout_s", 60.0))
-        client.start()
         parts = item.get("forbidden_parts", {})
         entries.append(SubmissionEntry(name=item["name"], only=item.get("only"),
                                        budget_s=config.get("submission_timeout_s"), client=client,

@@ -29,6 +29,8 @@ class _ModuleRef:
 class WorkerClient:
     """One submission's worker, started lazily and restarted after a crash or a timeout."""
 
+    BOOT_TIMEOUT_S = 300.0  # our own imports (torch) on a busy machine; not the student's time
+
     def __init__(self, spec: WorkerSpec, import_timeout: float = 60.0):
         self.spec = spec
         self.import_timeout = import_timeout
@@ -56,9 +58,12 @@ class WorkerClient:
         self.start()
         if self._ready:
             return
-        deadline = time.monotonic() + self.import_timeout
         try:
-            hello = self._receive(min(deadline, self._deadline() or deadline), importing=True)
+            boot = self._receive(time.monotonic() + self.BOOT_TIMEOUT_S)
+            if not isinstance(boot, dict) or not boot.get("booted"):
+                raise WorkerCrashed("the worker did not start properly")
+            deadline = time.monotonic() + self.import_timeout
+            hello = self._receive(min(deadline, self._deadline() or deadline))
         except WorkerTimeout:
             self.import_error = (f"loading your notebook took longer than {self.import_timeout:.0f} s; "
                                  "move training and long demos into cells tagged 'demo' or guard them")
@@ -86,9 +91,13 @@ class WorkerClient:
             self.process = None
             self._ready = False
 
-    def output(self) -> str:
+    def output(self, keep: int = 64 * 1024) -> str:
+        """What the student's code printed, in every worker so far; the middle cut if long."""
         current = [self.process.output()] if self.process is not None else []
-        return "".join(self._outputs + current)
+        text = "".join(self._outputs + current)
+        if len(text) > keep:
+            text = f"{text[: keep // 2]}\n... [{len(text) - keep} characters of output cut] ...\n{text[-keep // 2:]}"
+        return text
 
     # -- requests -------------------------------------------------------------------
     def request(self, op: str, *args: Any) -> Any:
@@ -111,7 +120,7 @@ class WorkerClient:
         candidates = [d for d in (self.deadline, self.budget_deadline) if d is not None]
         return min(candidates) if candidates else None
 
-    def _receive(self, deadline: float | None, importing: bool = False) -> Any:
+    def _receive(self, deadline: float | None) -> Any:
         if self.budget_deadline is not None and time.monotonic() >= self.budget_deadline:
             self.kill()
             raise BudgetExhausted("the submission's total time limit was reached before this test")
@@ -133,12 +142,16 @@ class WorkerClient:
 
     def _crashed(self) -> None:
         process = self.process
+        code = process.wait_briefly() if process is not None else None
         self.kill()
-        code = process.process.returncode if process is not None else None
+        if code is not None and process.sandbox == "bwrap" and code > 128:
+            code = -(code - 128)  # bubblewrap reports its child's fatal signal as 128 + signal
         if code is not None and code < 0:
             reason = f"killed by signal {-code}"
-            if -code in (9, 24):
-                reason += " (a memory, CPU-time or process limit is the usual cause)"
+            if -code in (9, 24, 25):
+                reason += ": a memory, CPU-time or file-size limit is the usual cause"
+            elif -code == 11:
+                reason += ": a segmentation fault"
         else:
             reason = f"exit code {code}"
         raise WorkerCrashed(f"the process running your code ended unexpectedly ({reason})")

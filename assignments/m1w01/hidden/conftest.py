@@ -1,0 +1,46 @@
+"""Shared data and trusted models for m1w01's hidden suite (the trusted side only).
+
+Fixture names start with `m1w01_` so that they cannot clash with other weeks' fixtures.
+"""
+
+from __future__ import annotations
+
+import types
+from functools import partial
+
+import pytest
+import torch
+from torch import nn
+
+# Small models on a 2-core CPU: more threads than cores makes the training test 5x slower.
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def m1w01_timm() -> types.SimpleNamespace:
+    """timm's modules, with the constructor arguments that match the notebook's contract."""
+    from timm.layers import Mlp, PatchEmbed
+    from timm.models import vision_transformer as vt
+
+    norm = partial(nn.LayerNorm, eps=1e-6)  # VisionTransformer's default; Block's own default differs
+    return types.SimpleNamespace(
+        PatchEmbed=lambda **kw: PatchEmbed(**kw),
+        Attention=lambda **kw: vt.Attention(**kw),
+        Mlp=lambda **kw: Mlp(**kw),
+        Block=lambda **kw: vt.Block(norm_layer=norm, **kw),
+        VisionTransformer=lambda **kw: vt.VisionTransformer(**kw),
+    )
+
+
+@pytest.fixture(scope="session")
+def m1w01_digits() -> dict[str, torch.Tensor]:
+    """scikit-learn's 8x8 digits in [0, 1], [n, 1, 8, 8]; a fixed split of 1297 train / 500 test."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0
+    labels = torch.tensor(digits.target, dtype=torch.long)
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))
+    train, test = order[:-500], order[-500:]
+    return {"x_train": images[train], "y_train": labels[train],
+            "x_test": images[test], "y_test": labels[test]}
