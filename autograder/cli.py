@@ -191,6 +191,41 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Grade three notebooks of a week in one batch: the answer key, the release and a known bug."""
+    import tempfile
+
+    import nbformat
+
+    from autograder.grading.run import Submitted, grade
+    from autograder.grading.verify import mutants
+    from autograder.pipeline.build import source_notebook
+
+    course, root = _course(args)
+    week = course.week(args.week)
+    with tempfile.TemporaryDirectory(prefix="course-demo-") as tmp:
+        key = Path(tmp) / "answer_key.ipynb"
+        nbformat.write(source_notebook(week, root), key)
+        submissions = [Submitted("answer key", key),
+                       Submitted("released notebook (untouched)", root / "release" / week.id / f"{week.slug}.ipynb")]
+        bugs = mutants(course, root, week.id)
+        if bugs:
+            submissions.append(Submitted(f"a known bug ({bugs[0].path.stem})", bugs[0].path))
+        console.print(f"Grading {len(submissions)} submissions of {week.id} ({week.title}) in sandboxed workers…")
+        with console.status("grading…"):
+            results = grade(course, root, week.id, submissions, sandbox=args.sandbox)
+    table = Table(title=f"{week.id}: hidden suite")
+    for column in ("submission", "score", "first problem found"):
+        table.add_column(column)
+    for name, result in results.items():
+        failed = [t for t in result.tests if not t.passed]
+        problem = (failed[0].description + ": " + failed[0].message.splitlines()[0]) if failed else (result.error or "")
+        table.add_row(name, f"{result.earned:g} / {result.possible:g}", problem[:150])
+    console.print(table)
+    console.print(f"{next(iter(results.values())).seconds:.1f} s, sandbox: {next(iter(results.values())).sandbox}")
+    return 0
+
+
 # -- the parser ------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -230,6 +265,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sandbox", choices=["auto", "bwrap", "none"], default=None,
                    help="local sandbox (default from course.yaml: auto uses bubblewrap where installed)")
     p.set_defaults(run=cmd_grade)
+
+    p = commands.add_parser("demo", help="grade the answer key, the released notebook and a known bug")
+    p.add_argument("--week", default="m1w01", metavar="WEEK")
+    p.add_argument("--sandbox", choices=["auto", "bwrap", "none"], default=None)
+    p.set_defaults(run=cmd_demo)
 
     p = commands.add_parser("verify", help="prove a week's suite: key full, release zero, mutants caught")
     p.add_argument("weeks", nargs="*", metavar="WEEK", help="weeks to verify (default: every ready week)")

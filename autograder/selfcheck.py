@@ -70,8 +70,8 @@ def run_public_tests(week: str, namespace: dict | types.ModuleType, folder: Path
 
     entry = SubmissionEntry("yours", lambda: LocalSubmission(namespace, forbidden_parts))
     plugin = SubmissionPlugin([entry], default_visibility="visible")
-    args = [str(folder), "-q", "-p", "no:cacheprovider", "--import-mode=importlib", "--assert=plain",
-            "-o", "addopts=", "--rootdir", str(folder), "--no-header", "-p", "no:terminal"]
+    args = [str(folder), "-p", "no:cacheprovider", "--import-mode=importlib", "--assert=plain",
+            "-o", "addopts=", "--rootdir", str(folder), "-p", "no:terminal"]
     if part:
         args += ["-k", f"test_{part}_"]
     pytest.main(args, plugins=[plugin])

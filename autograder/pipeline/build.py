@@ -123,6 +123,7 @@ def build_week(course: Course, week_id: str, root: Path, into: Path | None = Non
         config = Config()
         config.CourseDirectory.root = str(work)
         config.CourseDirectory.db_url = f"sqlite:///{work / 'gradebook.db'}"
+        (work / "exchange").mkdir()
         config.Exchange.root = str(work / "exchange")
         config.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
         config.IncludeHeaderFooter.header = ""

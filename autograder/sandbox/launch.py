@@ -145,6 +145,10 @@ class WorkerProcess:
             args += ["--ro-bind-try", f"/etc/{etc}", f"/etc/{etc}"]
         for path in _python_paths():
             args += _parent_dirs(path) + ["--ro-bind", path, path]
+        for device in sorted(Path("/dev").glob("nvidia*")):  # a GPU, where the host has one
+            args += ["--dev-bind", str(device), str(device)]
+        if any(Path("/dev").glob("nvidia*")):
+            args += ["--ro-bind-try", "/sys", "/sys", "--ro-bind-try", "/proc/driver/nvidia", "/proc/driver/nvidia"]
         args += ["--ro-bind", str(spec.module_path.parent.resolve()), SUBMISSION_DIR]
         for i, helper in enumerate(spec.helper_dirs):
             args += ["--ro-bind", str(Path(helper).resolve()), f"{HELPERS_DIR}/{i}"]

@@ -1,5 +1,5 @@
 # mutant: PatchEmbed lists the patches column by column instead of row by row
-# catches: TODO
+# catches: test_patch_embed_matches_timm, test_patch_embed_row_major_order, test_vit_matches_timm_float64, test_vit_matches_timm_float32, test_vit_parameter_grads_match_timm
 import math
 
 import torch

@@ -1,5 +1,5 @@
 # mutant: train_classifier draws batches from the global random state, ignoring the seed
-# catches: TODO
+# catches: test_train_is_deterministic
 import math
 
 import torch

@@ -1,5 +1,5 @@
 # mutant: the classifier reads the mean of all tokens instead of the class token
-# catches: TODO
+# catches: test_vit_matches_timm_float64, test_vit_matches_timm_float32, test_vit_classifies_from_cls_token, test_vit_parameter_grads_match_timm
 import math
 
 import torch

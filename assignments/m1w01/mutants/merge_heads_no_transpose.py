@@ -1,5 +1,5 @@
 # mutant: Attention merges the heads with reshape(B, N, D) without transposing heads and tokens first
-# catches: TODO
+# catches: test_attention_module_matches_timm, test_block_matches_timm, test_vit_matches_timm_float64, test_vit_matches_timm_float32, test_block_input_grad_matches_timm, test_vit_parameter_grads_match_timm
 import math
 
 import torch

@@ -1,5 +1,5 @@
 # mutant: Block drops the residual connection around attention: x = attn(norm1(x))
-# catches: TODO
+# catches: test_block_matches_timm, test_vit_matches_timm_float64, test_vit_matches_timm_float32, test_vit_cls_token_gets_position_slot_0, test_block_input_grad_matches_timm, test_vit_parameter_grads_match_timm
 import math
 
 import torch

@@ -1,5 +1,5 @@
 # mutant: train_classifier never calls zero_grad, so gradients accumulate over the steps
-# catches: TODO
+# catches: test_train_digits_accuracy, test_train_loss_decreases_and_eval_mode
 import math
 
 import torch

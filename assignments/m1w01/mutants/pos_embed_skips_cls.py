@@ -1,5 +1,5 @@
 # mutant: position embeddings are added to the patch tokens only; the class token's slot 0 is never used
-# catches: TODO
+# catches: test_vit_matches_timm_float64, test_vit_matches_timm_float32, test_vit_cls_token_gets_position_slot_0, test_vit_parameter_grads_match_timm
 import math
 
 import torch

@@ -1,5 +1,5 @@
 # mutant: Block uses post-norm, x = norm(x + f(x)), instead of pre-norm
-# catches: TODO
+# catches: test_block_matches_timm, test_vit_matches_timm_float64, test_vit_matches_timm_float32, test_block_input_grad_matches_timm, test_vit_parameter_grads_match_timm
 import math
 
 import torch

@@ -1,5 +1,5 @@
 # mutant: attention() takes the softmax over the queries (dim=-2) instead of the keys
-# catches: TODO
+# catches: test_attention_hand_computed, test_attention_matches_sdpa, test_attention_large_scores_stable, test_attention_module_matches_timm, test_block_matches_timm, test_vit_matches_timm_float64, test_vit_matches_timm_float32, test_attention_input_grads_match_sdpa, test_block_input_grad_matches_timm, test_vit_parameter_grads_match_timm
 import math
 
 import torch

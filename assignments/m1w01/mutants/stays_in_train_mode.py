@@ -1,5 +1,5 @@
 # mutant: train_classifier leaves the model in training mode
-# catches: TODO
+# catches: test_train_loss_decreases_and_eval_mode
 import math
 
 import torch

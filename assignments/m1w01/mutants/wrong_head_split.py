@@ -1,5 +1,5 @@
 # mutant: Attention splits qkv as (heads, 3, head_dim) instead of timm's (3, heads, head_dim)
-# catches: TODO
+# catches: test_attention_module_matches_timm, test_block_matches_timm, test_vit_matches_timm_float64, test_vit_matches_timm_float32, test_block_input_grad_matches_timm, test_vit_parameter_grads_match_timm
 import math
 
 import torch

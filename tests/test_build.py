@@ -1,0 +1,82 @@
+"""The build pipeline: reference -> nbgrader source -> release, repeatable and leak-free."""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from autograder.pipeline.build import SOLUTION_BEGIN, build_week, source_notebook, stale_files
+from tests.conftest import REPO
+
+
+def _solution_lines(reference: Path) -> list[str]:
+    """Substantial lines from inside the solution regions of a reference file."""
+    inside, lines = False, []
+    for line in reference.read_text().splitlines():
+        if "### BEGIN SOLUTION" in line:
+            inside = True
+        elif "### END SOLUTION" in line:
+            inside = False
+        elif inside and len(line.strip()) >= 12 and not line.strip().startswith("#"):
+            lines.append(line.strip())
+    return lines
+
+
+def _released_text(release: Path) -> str:
+    return "\n".join(p.read_text(errors="replace") for p in sorted(release.rglob("*")) if p.is_file())
+
+
+def test_toy_build_replaces_solutions_with_placeholders(toy):
+    course, root = toy
+    release = build_week(course, "m1w01", root)
+    notebook = nbformat.read(release / "m1w01_toy.ipynb", as_version=4)
+    code = "\n".join(c.source for c in notebook.cells if c.cell_type == "code")
+    assert "raise NotImplementedError()" in code
+    assert SOLUTION_BEGIN not in code
+    for line in _solution_lines(root / "reference" / "m1w01_toy.py"):
+        assert line not in _released_text(release)
+    assert (release / "public_tests" / "test_public.py").is_file()
+    assert json.loads((release / "week.json").read_text())["hidden"] == {"tests": 4, "points": 5.0}
+
+
+def test_toy_build_is_repeatable_and_check_detects_staleness(toy):
+    course, root = toy
+    build_week(course, "m1w01", root)
+    assert stale_files(course, "m1w01", root) == []
+    reference = root / "reference" / "m1w01_toy.py"
+    reference.write_text(reference.read_text().replace("Softmax over the last axis.", "Softmax, changed."))
+    assert stale_files(course, "m1w01", root) == ["release/m1w01/m1w01_toy.ipynb"]
+
+
+def test_answer_key_keeps_solutions_and_nbgrader_roles(toy):
+    course, root = toy
+    nb = source_notebook(course.week("m1w01"), root)
+    solutions = [c for c in nb.cells if c.metadata["nbgrader"]["solution"]]
+    assert len(solutions) == 1 and SOLUTION_BEGIN in solutions[0].source
+    assert solutions[0].metadata["nbgrader"]["grade_id"] == "softmax"
+    assert all(c.metadata["nbgrader"]["locked"] for c in nb.cells if c not in solutions)
+    demo = [c for c in nb.cells if "demo" in c.metadata.get("tags", [])]
+    assert len(demo) == 1
+
+
+@pytest.mark.parametrize("week", ["m1w01"])
+def test_committed_release_has_no_secrets(week):
+    """Nothing from hidden/, mutants/ or a solution region is in release/."""
+    release = REPO / "release" / week
+    text = _released_text(release)
+    assert "BEGIN SOLUTION" not in text and "END SOLUTION" not in text
+    hidden = REPO / "assignments" / week / "hidden"
+    names = {n.name for p in hidden.glob("*.py") for n in ast.walk(ast.parse(p.read_text()))
+             if isinstance(n, ast.FunctionDef) and (n.name.startswith("test_") or p.name == "conftest.py")}
+    for name in names:
+        assert not re.search(rf"\b{re.escape(name)}\b", text), f"hidden test name {name} is in release/"
+    reference = REPO / "reference" / f"{week}_vit.py"
+    for line in _solution_lines(reference):
+        assert line not in text, f"solution line leaked: {line}"
+    for mutant in (REPO / "assignments" / week / "mutants").glob("*.py"):
+        assert mutant.read_text().splitlines()[0] not in text

@@ -1,0 +1,108 @@
+"""Grading one or a few submissions of the toy week: scores, results JSON, feedback, parity."""
+
+from __future__ import annotations
+
+import json
+
+import nbformat
+import pytest
+
+from autograder.grading.report import feedback_markdown, results_json
+from autograder.grading.run import Submitted, grade
+from autograder.selfcheck import run_public_tests
+from autograder.submission.notebook import extract_module
+from autograder.testing.local import LocalSubmission
+from autograder.testing.plugin import SubmissionEntry, SubmissionPlugin
+from tests.conftest import HONEST_SOFTMAX, write_module
+
+
+def _notebook(path, *cells):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = list(cells)
+    nbformat.write(nb, path)
+    return path
+
+
+def test_broken_notebooks_score_zero_with_a_reason(toy, tmp_path):
+    course, root = toy
+    not_json = tmp_path / "not_json.ipynb"
+    not_json.write_text("{ this is not json")
+    syntax = _notebook(tmp_path / "syntax.ipynb", nbformat.v4.new_code_cell("def softmax(x:\n    pass"))
+    empty = tmp_path / "empty.ipynb"
+    empty.write_text("")
+    honest = _notebook(tmp_path / "honest.ipynb",
+                       nbformat.v4.new_code_cell("%matplotlib inline\n" + HONEST_SOFTMAX),
+                       nbformat.v4.new_code_cell("while True: pass", metadata={"tags": ["demo"]}))
+    results = grade(course, root, "m1w01", [Submitted(p.stem, p) for p in (not_json, syntax, empty, honest)])
+    assert "not valid JSON" in results["not_json"].error
+    assert "syntax error" in results["syntax"].error and "cell 1" in results["syntax"].error
+    assert "empty" in results["empty"].error
+    for name in ("not_json", "syntax", "empty"):
+        assert results[name].earned == 0
+        assert results_json(results[name], 100)["score"] == 0
+    assert results["honest"].earned == results["honest"].possible == 5
+
+
+def test_results_follow_gradescopes_schema(toy, tmp_path):
+    course, root = toy
+    half = HONEST_SOFTMAX.replace("x - x.max(-1, keepdim=True).values", "x")  # unstable: loses one test
+    results = grade(course, root, "m1w01", [Submitted("half", write_module(tmp_path, "half", half))])
+    data = results_json(results["half"], week_points=50)
+    assert data["score"] == 4
+    assert data["extra_data"]["scaled_score"] == pytest.approx(40.0)
+    assert {t["status"] for t in data["tests"]} == {"passed", "failed"}
+    for test in data["tests"]:
+        assert set(test) >= {"name", "score", "max_score", "status", "visibility", "output", "tags"}
+        assert test["tags"][0].startswith("kind:")
+        assert test["visibility"] in ("visible", "hidden", "after_due_date", "after_published")
+    json.dumps(data)
+
+
+def test_feedback_explains_without_showing_test_source(toy, tmp_path):
+    course, root = toy
+    wrong = HONEST_SOFTMAX.replace("e.sum(-1, keepdim=True)", "e.sum(0, keepdim=True)")
+    results = grade(course, root, "m1w01", [Submitted("wrong", write_module(tmp_path, "wrong", wrong))])
+    report = feedback_markdown(results["wrong"], "Toy softmax")
+    assert "**failed**" in report and "softmax equals torch.softmax on random logits" in report
+    assert "largest error" in report
+    hidden_source = (root / "assignments" / "m1w01" / "hidden" / "test_h.py").read_text()
+    for line in hidden_source.splitlines():
+        if len(line.strip()) > 25:
+            assert line.strip() not in report, f"feedback shows the hidden test's source: {line.strip()}"
+
+
+def test_reference_passes_identically_in_both_transports(toy, tmp_path):
+    """The same suite, in-process and over the sandboxed wire, gives the same verdicts."""
+    course, root = toy
+    source = write_module(tmp_path, "ref", HONEST_SOFTMAX)
+    broken = write_module(tmp_path, "broken", HONEST_SOFTMAX.replace("x.max(-1", "x.min(-1"))
+    remote = grade(course, root, "m1w01", [Submitted("ref", source), Submitted("broken", broken)])
+
+    entries = []
+    for name, path in (("ref", source), ("broken", broken)):
+        namespace: dict = {}
+        exec(compile(extract_module(path).source, str(path), "exec"), namespace)
+        entries.append(SubmissionEntry(name, lambda ns=namespace: LocalSubmission(ns)))
+    plugin = SubmissionPlugin(entries)
+    code = pytest.main([str(root / "assignments" / "m1w01" / "hidden"), "-q", "-p", "no:cacheprovider",
+                        "--import-mode=importlib", "--rootdir", str(root), "-o", "addopts="], plugins=[plugin])
+    assert code in (0, 1)
+    local = {(o.submission, o.name): o.passed for o in plugin.outcomes}
+    over_wire = {(name, t.name): t.passed for name, r in remote.items() for t in r.tests}
+    assert local == over_wire
+    assert all(v for (name, _), v in local.items() if name == "ref")
+
+
+def test_public_self_check_reports_hidden_suite_size(toy, tmp_path):
+    course, root = toy
+    from autograder.pipeline.build import build_week
+
+    release = build_week(course, "m1w01", root)
+    namespace: dict = {}
+    exec(HONEST_SOFTMAX, namespace)
+    report = run_public_tests("m1w01", namespace, release / "public_tests")
+    assert report.passed == len(report.outcomes) == 1
+    assert "4 more tests worth 5 points" in report.text()
+    assert "not a full score" in report.text()
+    empty = run_public_tests("m1w01", {}, release / "public_tests")
+    assert empty.passed == 0 and "does not define `softmax`" in empty.text()
