@@ -92,12 +92,12 @@ def cmd_solution(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    course, root = _course(args)
+    week = course.week(args.week)
     from autograder.selfcheck import find_public_tests, run_public_tests
     from autograder.submission.forbidden import forbidden_parts
     from autograder.submission.notebook import NotebookError, extract_module
 
-    course, root = _course(args)
-    week = course.week(args.week)
     notebook = Path(args.notebook) if args.notebook else _default_notebook(root, week)
     try:
         module = extract_module(notebook)
@@ -109,7 +109,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     except Exception as exc:  # the student's own code, on the student's own machine
         console.print(f"[red]Running your notebook's code failed:[/red] {type(exc).__name__}: {exc}")
         return 0
-    tests = find_public_tests(args.week) if not args.notebook else _tests_near(notebook, root, args.week)
+    tests = find_public_tests(args.week, root, notebook)
     report = run_public_tests(args.week, namespace, tests, args.part,
                               forbidden_parts(module.source, week.forbidden, week.id))
     console.print(report.text(), markup=False)
@@ -121,23 +121,15 @@ def _default_notebook(root: Path, week) -> Path:
     return local if local.is_file() else root / "release" / week.id / f"{week.slug}.ipynb"
 
 
-def _tests_near(notebook: Path, root: Path, week_id: str) -> Path:
-    from autograder.pipeline.build import PUBLIC_TESTS_DIR
-    from autograder.selfcheck import find_public_tests
-
-    beside = notebook.resolve().parent / PUBLIC_TESTS_DIR
-    return beside if beside.is_dir() else find_public_tests(week_id)
-
-
 def cmd_grade(args: argparse.Namespace) -> int:
-    from autograder.grading.report import feedback_markdown, results_json, write_json_atomically
-    from autograder.grading.run import Submitted, grade
-
     course, root = _course(args)
     week = course.week(args.week)
     notebook = Path(args.notebook)
     if not notebook.exists():
         raise UsageError(f"{notebook} does not exist")
+    from autograder.grading.report import feedback_markdown, results_json, write_json_atomically
+    from autograder.grading.run import Submitted, grade
+
     with console.status(f"grading {notebook.name} against the {args.week} hidden suite…"):
         result = grade(course, root, args.week, [Submitted(notebook.stem, notebook)],
                        sandbox=args.sandbox)[notebook.stem]

@@ -80,10 +80,13 @@ def run_public_tests(week: str, namespace: dict | types.ModuleType, folder: Path
     return CheckReport(week, part, plugin.outcomes, hidden)
 
 
-def find_public_tests(week: str) -> Path:
-    """The public tests next to the notebook (a fetched week), or in the course's release/."""
-    candidates = [Path.cwd() / PUBLIC_TESTS_DIR, Path.cwd() / week / PUBLIC_TESTS_DIR,
-                  Path(__file__).resolve().parent.parent / "release" / week / PUBLIC_TESTS_DIR]
+def find_public_tests(week: str, course_root: Path | None = None, notebook: Path | None = None) -> Path:
+    """The public tests beside the notebook or in this folder (a fetched week), else in release/."""
+    roots = [course_root] if course_root else []
+    roots.append(Path(__file__).resolve().parent.parent)
+    candidates = ([Path(notebook).resolve().parent / PUBLIC_TESTS_DIR] if notebook else []) + [
+        Path.cwd() / PUBLIC_TESTS_DIR, Path.cwd() / week / PUBLIC_TESTS_DIR,
+        *[root / "release" / week / PUBLIC_TESTS_DIR for root in roots]]
     for folder in candidates:
         if folder.is_dir():
             return folder

@@ -1,0 +1,70 @@
+"""The `course` command as a user runs it: a real subprocess, real files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import HONEST_SOFTMAX, REPO, write_module
+
+
+def course(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "autograder.cli", *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=600, env={"PATH": "/usr/bin:/bin", "COLUMNS": "200"})
+
+
+def test_help_lists_every_command():
+    result = course("--help")
+    assert result.returncode == 0
+    for command in ("list", "build", "solution", "check", "grade", "verify", "demo"):
+        assert command in result.stdout
+    assert "--results" in course("grade", "--help").stdout
+
+
+def test_list_shows_all_weeks():
+    result = course("list")
+    assert result.returncode == 0
+    for week in ("m1w01", "m2w04", "m3w21"):
+        assert week in result.stdout
+    assert "of 29 weeks ready" in result.stdout
+
+
+def test_invalid_course_file_is_one_clear_error(tmp_path):
+    bad = tmp_path / "course.yaml"
+    bad.write_text("title: x\nmodules: [{id: 1, title: a}]\nweeks:\n  - {id: m1w01, module: 1, title: t, "
+                   "category: implementation, points: lots}\n")
+    result = course("--course", str(bad), "list")
+    assert result.returncode == 2
+    assert str(bad) in result.stderr and "weeks[m1w01].points" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unknown_week_is_a_usage_error():
+    result = course("grade", "m9w99", "x.ipynb")
+    assert result.returncode == 2 and "no week 'm9w99'" in result.stderr
+
+
+def test_grade_writes_results_and_feedback(toy, tmp_path):
+    _, root = toy
+    submission = write_module(tmp_path, "mine", HONEST_SOFTMAX)
+    results, feedback = tmp_path / "results.json", tmp_path / "feedback.md"
+    result = course("grade", "m1w01", str(submission), "--results", str(results), "--feedback", str(feedback),
+                    cwd=root)
+    assert result.returncode == 0, result.stderr
+    assert "total: 5 / 5" in result.stdout
+    assert json.loads(results.read_text())["score"] == 5
+    assert "Every test passed" in feedback.read_text()
+
+
+def test_check_runs_public_tests_from_the_shell(toy, tmp_path):
+    _, root = toy
+    assert course("build", cwd=root).returncode == 0
+    mine = write_module(tmp_path, "mine", HONEST_SOFTMAX)
+    result = course("check", "m1w01", str(mine), cwd=root)
+    assert result.returncode == 0, result.stderr
+    assert "1 of 1 public tests passed" in result.stdout
+    placeholder = root / "release" / "m1w01" / "m1w01_toy.ipynb"
+    result = course("check", "m1w01", str(placeholder), cwd=root)
+    assert "0 of 1 public tests passed" in result.stdout and "not implemented yet" in result.stdout
