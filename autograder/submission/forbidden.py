@@ -48,8 +48,9 @@ def forbidden_parts(source: str, forbidden: list[str], week: str = "this week") 
     tree = ast.parse(source)
     references = {name: refs for statement in tree.body
                   for name, refs in _references(statement).items()}
-    reasons = {f.owner: f"`{f.owner}` uses {f.api} (line {f.line}), which {week} does not allow: "
-               "write it yourself with tensor operations" for f in reversed(findings)}
+    apis = {f.owner: f"{f.api} (line {f.line})" for f in reversed(findings)}
+    reasons = {name: f"`{name}` uses {api}, which {week} does not allow: write it yourself with tensor operations"
+               for name, api in apis.items()}
     changed = True
     while changed:
         changed = False
@@ -58,8 +59,9 @@ def forbidden_parts(source: str, forbidden: list[str], week: str = "this week") 
                 continue
             culprit = next((r for r in sorted(refs) if r in reasons and r != name), None)
             if culprit:
-                root = reasons[culprit].split(" uses ", 1)[1].split(" (line")[0]
-                reasons[name] = (f"`{name}` relies on `{culprit}`, which uses {root}, not allowed in {week}")
+                apis[name] = apis[culprit]
+                reasons[name] = (f"`{name}` relies on `{culprit}`, which uses {apis[culprit]}: "
+                                 f"not allowed in {week}")
                 changed = True
     return reasons
 
