@@ -44,7 +44,7 @@
 # \end{aligned}
 # $$
 #
-# followed by a linear classifier on $y$. Every part of this notebook is one line of it:
+# followed by a linear classifier on $y$. Each part of this notebook builds one piece of it:
 # the patch embedding $E$ (part 1), multi-head self-attention MSA (parts 2–3), the MLP
 # (part 4), the pre-norm residual block (part 5), the class token, position embeddings
 # and head (part 6), and the training loop (part 7).
@@ -106,12 +106,14 @@ torch.manual_seed(0)
 #
 # ```
 # proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
-# proj(x)                              # [B, D, H/P, W/P]: one D-vector per patch, on the grid
-# proj(x).flatten(2).transpose(1, 2)   # [B, N, D]: the grid read row by row
+# proj(x)   # [B, D, H/P, W/P]: one D-vector per patch, laid out on the patch grid
 # ```
 #
-# `flatten(2)` reads the $H/P \times W/P$ grid **row by row** (row-major, like reading a
-# page), so token $i$ is the patch in row $i \,//\, (W/P)$ and column $i \bmod (W/P)$.
+# What remains is to turn the grid into a sequence, `[B, N, D]`: merge the two grid axes
+# into one of length $N$ and move $D$ last. `flatten(2)` reads the $H/P \times W/P$ grid
+# **row by row** (row-major, like reading a page), so token $i$ is the patch in row
+# $i \,//\, (W/P)$ and column $i \bmod (W/P)$.
+#
 # The order itself is arbitrary — attention does not care, and the position embeddings
 # will learn whatever order you pick — but loading weights trained by someone else
 # (`timm`'s) only works if you pick the same one.
@@ -256,21 +258,23 @@ for d in (4, 64, 512):
 # attention pattern. ViT-Base has $D = 768$ and $h = 12$ heads of size 64.
 #
 # **The tensor layout.** Like `timm`, compute all three projections with **one**
-# `nn.Linear(D, 3D)` called `qkv`, then split:
+# `nn.Linear(D, 3D)` called `qkv`, and split its output like this:
 #
 # ```
-# qkv = self.qkv(x)                                          # [B, N, 3D]
-# qkv = qkv.reshape(B, N, 3, num_heads, head_dim)            # the 3D features are (q|k|v, head, channel)
-# q, k, v = qkv.permute(2, 0, 3, 1, 4)                       # each [B, heads, N, head_dim]
-# out = attention(q, k, v)                                   # [B, heads, N, head_dim]
-# out = out.transpose(1, 2).reshape(B, N, D)                 # heads side by side again
-# out = self.proj(out)                                       # W_O
+# qkv = self.qkv(x).reshape(B, N, 3, num_heads, head_dim)   # the 3D features read as (q|k|v, head, channel)
+# q, k, v = qkv.permute(2, 0, 3, 1, 4)                     # each [B, num_heads, N, head_dim]
 # ```
 #
 # The order `(3, num_heads, head_dim)` in the reshape decides which rows of the `qkv`
 # weight belong to which head: with another order your module still runs, but with
-# `timm`'s weights loaded it computes something else. The same goes for merging the heads:
-# `out.reshape(B, N, D)` *without* the `transpose(1, 2)` first mixes tokens and heads.
+# `timm`'s weights loaded it computes something else.
+#
+# The heads are now just one more leading dimension, so one call of your `attention`
+# handles all of them. Then undo the split: the result is `[B, num_heads, N, head_dim]`,
+# and the heads must end up side by side in each token's `D` features, so bring the
+# token axis back in front of the head axis *before* merging `(num_heads, head_dim)` into
+# `D` — a reshape straight to `[B, N, D]` runs without error but mixes tokens and heads.
+# Finish with the output projection `proj`.
 #
 # `Attention.forward(x)` returns only the output. (To look at the attention weights, the
 # demo at the end of the notebook recomputes them from `qkv`.) Keep a `scale` attribute
@@ -459,14 +463,12 @@ check("m1w01", "block")
 #
 # The forward pass, with shapes for a batch of $B$ images:
 #
-# ```
-# x = patch_embed(images)                    # [B, N, D]
-# x = cat([cls_token.expand(B, -1, -1), x])  # [B, N+1, D], class token first
-# x = x + pos_embed                          # [1, N+1, D] broadcasts over the batch
-# x = blocks(x)                              # L blocks
-# x = norm(x)                                # forward_features returns this
-# logits = head(x[:, 0])                     # [B, num_classes], from the class token
-# ```
+# 1. embed the patches: `[B, N, D]`;
+# 2. put the class token in front of them, the same one for every image of the batch
+#    (`expand` it to the batch size, then concatenate along the token axis): `[B, N+1, D]`;
+# 3. add `pos_embed` (`[1, N+1, D]`, broadcast over the batch), slot 0 to the class token;
+# 4. run the blocks, then the final `norm`: this is what `forward_features` returns;
+# 5. `forward` applies `head` to token 0, the class token: `[B, num_classes]`.
 #
 # The paper's sizes: ViT-Base ($L = 12$, $D = 768$, 12 heads, 86M parameters), ViT-Large
 # ($24$, $1024$, 16 heads, 307M) and ViT-Huge ($32$, $1280$, 16 heads, 632M). Ours, for
@@ -606,7 +608,7 @@ import time
 
 from sklearn.datasets import load_digits
 
-torch.set_num_threads(1)
+torch.set_num_threads(1)  # a model this small gains nothing from more threads
 digits = load_digits()
 images = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0   # [1797, 1, 8, 8]
 labels = torch.tensor(digits.target, dtype=torch.long)
@@ -636,9 +638,9 @@ plt.title("ViT on 8x8 digits")
 plt.show()
 
 # %% [markdown]
-# About 93% on held-out digits after a few seconds. A small CNN or even logistic
-# regression does as well or better on this dataset: with 1300 training images the lack
-# of inductive bias shows. That is the paper's central finding — trained on ImageNet
+# Around 94% of held-out digits (92–96% depending on the seed) after a few seconds. A
+# small CNN, or even logistic regression, does as well or better on this dataset: with
+# 1300 training images the lack of inductive bias shows. That is the paper's central finding — trained on ImageNet
 # alone, ViT-Large falls *behind* ResNets; pre-trained on 14M (ImageNet-21k) or 300M
 # (JFT) images it overtakes them. Large data beats built-in assumptions, and the
 # self-supervised methods of module 3 are largely about getting that data without labels.

@@ -151,9 +151,21 @@ def hidden_suite_size(folder: Path) -> dict:
     for path in sorted(folder.glob("test_*.py")) if folder.is_dir() else []:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"):
-                tests += 1
-                points += _points_marker(node)
+                cases = _parametrized_cases(node)
+                tests += cases
+                points += cases * _points_marker(node)
     return {"tests": tests, "points": points}
+
+
+def _parametrized_cases(node: ast.FunctionDef) -> int:
+    """How many cases literal `@pytest.mark.parametrize(names, [...])` decorators make."""
+    cases = 1
+    for deco in node.decorator_list:
+        if (isinstance(deco, ast.Call) and isinstance(deco.func, ast.Attribute)
+                and deco.func.attr == "parametrize" and len(deco.args) >= 2
+                and isinstance(deco.args[1], (ast.List, ast.Tuple))):
+            cases *= len(deco.args[1].elts)
+    return cases
 
 
 def _points_marker(node: ast.FunctionDef) -> float:

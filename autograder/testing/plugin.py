@@ -193,11 +193,18 @@ def _submission_of(item: pytest.Item) -> str | None:
 
 
 def _extra_params(item: pytest.Item) -> str:
+    """The test's own parametrization ids, without the submission's."""
     callspec = getattr(item, "callspec", None)
     if callspec is None:
         return ""
-    ids = [str(v) for k, v in callspec.params.items() if k != "sub"]
-    return f"[{'-'.join(ids)}]" if ids else ""
+    ids = callspec.id
+    name = callspec.params.get("sub")
+    if name is not None:
+        for candidate in (f"-{name}", f"{name}-", name):
+            if candidate in ids:
+                ids = ids.replace(candidate, "", 1)
+                break
+    return f"[{ids}]" if ids else ""
 
 
 def _marker_arg(item: pytest.Item, name: str, default: Any) -> Any:

@@ -405,7 +405,7 @@ def test_vit_parameter_grads_match_timm(sub, m1w01_timm):
 @pytest.mark.kind("convergence")
 @pytest.mark.timeout(120)
 def test_train_digits_accuracy(sub, m1w01_digits):
-    """Your train_classifier trains your ViT on 8x8 digits (300 steps) to at least 85% held-out accuracy."""
+    """Your train_classifier trains your ViT on 8x8 digits (300 steps) to at least 80% held-out accuracy."""
     d = m1w01_digits
     model = sub.VisionTransformer(img_size=8, patch_size=2, in_chans=1, num_classes=10, embed_dim=64, depth=2,
                                   num_heads=4, mlp_ratio=2.0)
@@ -416,9 +416,11 @@ def test_train_digits_accuracy(sub, m1w01_digits):
     logits = model(d["x_test"])
     assert_shape(logits, (500, 10), what="logits for the held-out digits")
     accuracy = (logits.argmax(-1) == d["y_test"]).double().mean().item()
-    # Reference: 0.93-0.96 over five seeds; 0.85 leaves room for other valid choices (init, sampling).
-    assert accuracy >= 0.85, (f"after training, your ViT classifies {accuracy:.1%} of 500 held-out digits "
-                              "correctly; at least 85% is expected (a correct model and loop reach about 93%)")
+    # Measured on 1 thread, one run per init seed: the reference 0.916-0.958 (8 seeds); with timm-style
+    # trunc-normal(0.02) Linear init 0.854-0.952 (13 seeds, sd ~0.03); with epoch-wise sampling
+    # 0.932-0.968 (8 seeds). A broken loop (e.g. no zero_grad) gives ~0.10. 0.80 keeps valid variants safe.
+    assert accuracy >= 0.80, (f"after training, your ViT classifies {accuracy:.1%} of 500 held-out digits "
+                              "correctly; at least 80% is expected (a correct model and loop reach about 93%)")
 
 
 @pytest.mark.points(4)
