@@ -7,6 +7,7 @@ and a mutant runs only the tests its `# catches:` line names.
 
 from __future__ import annotations
 
+import json
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,7 +63,20 @@ def verify_week(course: Course, root: Path, week_id: str, sandbox: str | None = 
         results = grade(course, root, week_id, submissions, sandbox=sandbox)
     check.seconds = next(iter(results.values())).seconds
     _judge(check, results)
+    _check_advertised_size(check, paths.release(week_id) / "week.json", results["answer key"])
     return check
+
+
+def _check_advertised_size(check: Verification, info_path: Path, key: GradeResult) -> None:
+    """The self-check tells students how many hidden tests there are; it must be true."""
+    if not info_path.is_file():
+        check.problems.append(f"{info_path} is missing: run `course build {check.week}`")
+        return
+    hidden = json.loads(info_path.read_text()).get("hidden", {})
+    actual = {"tests": len(key.tests), "points": key.possible}
+    if hidden.get("tests") != actual["tests"] or hidden.get("points") != actual["points"]:
+        check.problems.append(f"week.json advertises {hidden} hidden tests but the suite has {actual}; "
+                              "use literal parametrize lists so the build can count them")
 
 
 def _judge(check: Verification, results: dict[str, GradeResult]) -> None:

@@ -149,22 +149,33 @@ def hidden_suite_size(folder: Path) -> dict:
     """
     tests, points = 0, 0.0
     for path in sorted(folder.glob("test_*.py")) if folder.is_dir() else []:
-        for node in ast.walk(ast.parse(path.read_text())):
+        tree = ast.parse(path.read_text())
+        literals = {t.id: n.value for n in tree.body if isinstance(n, ast.Assign)
+                    for t in n.targets if isinstance(t, ast.Name)}
+        for node in ast.walk(tree):
             if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"):
-                cases = _parametrized_cases(node)
+                cases = _parametrized_cases(node, literals)
                 tests += cases
                 points += cases * _points_marker(node)
     return {"tests": tests, "points": points}
 
 
-def _parametrized_cases(node: ast.FunctionDef) -> int:
-    """How many cases literal `@pytest.mark.parametrize(names, [...])` decorators make."""
+def _parametrized_cases(node: ast.FunctionDef, literals: dict[str, ast.expr]) -> int:
+    """How many cases `@pytest.mark.parametrize(names, values)` decorators make, where `values`
+    is a literal, a module-level literal, or `list(...)` of one."""
     cases = 1
     for deco in node.decorator_list:
         if (isinstance(deco, ast.Call) and isinstance(deco.func, ast.Attribute)
-                and deco.func.attr == "parametrize" and len(deco.args) >= 2
-                and isinstance(deco.args[1], (ast.List, ast.Tuple))):
-            cases *= len(deco.args[1].elts)
+                and deco.func.attr == "parametrize" and len(deco.args) >= 2):
+            values = deco.args[1]
+            if isinstance(values, ast.Call) and values.args and getattr(values.func, "id", "") in ("list", "tuple"):
+                values = values.args[0]
+            if isinstance(values, ast.Name):
+                values = literals.get(values.id, values)
+            if isinstance(values, (ast.List, ast.Tuple, ast.Set)):
+                cases *= len(values.elts)
+            elif isinstance(values, ast.Dict):
+                cases *= len(values.keys)
     return cases
 
 
