@@ -109,6 +109,8 @@ def load_course(path: Path) -> Course:
         raise CourseConfigError(f"{path}: not found (run from the course folder or pass --course)") from None
     except yaml.YAMLError as exc:
         raise CourseConfigError(f"{path}: not valid YAML: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CourseConfigError(f"{path}: cannot be read ({exc})") from None
     if not isinstance(data, dict):
         raise CourseConfigError(f"{path}: expected a mapping with title, modules, weeks and grading")
     try:

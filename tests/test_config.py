@@ -207,10 +207,6 @@ def test_top_level_that_is_not_a_mapping(tmp_path, text):
     assert str(path) in message and "mapping" in message
 
 
-@pytest.mark.xfail(strict=True, raises=UnicodeDecodeError,
-                   reason="load_course reads with path.read_text() and catches only FileNotFoundError and "
-                          "YAMLError: a file that is not UTF-8 text escapes as UnicodeDecodeError, though "
-                          "CourseConfigError is documented for unreadable files")
 def test_file_that_is_not_text(tmp_path):
     path = tmp_path / "course.yaml"
     path.write_bytes(b"title: Caf\xe9\n")

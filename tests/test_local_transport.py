@@ -90,12 +90,12 @@ def test_functions_are_callable_and_return_the_same(sub):
     assert isinstance(out, tuple) and torch.equal(out[0], x.exp())
 
 
-def test_classes_build_real_instances(sub):
+def test_classes_build_working_instances(sub):
+    """Instances are guarded (their errors read as over the wire) but behave like the real thing."""
     torch.manual_seed(0)
     model = sub.Net(3, 2)
-    assert type(model) is Net and isinstance(model, nn.Module)
-    assert isinstance(model, sub.Net)
-    assert not isinstance(torch.zeros(1), sub.Net)
+    assert "Net(" in repr(model) and model.training
+    assert sorted(model.state_dict()) == sorted(Net(3, 2).state_dict())
     assert model(torch.zeros(5, 3)).shape == (5, 2)
     assert sub.Net.__name__ == "Net"  # attributes of the wrapped class are reachable
 
@@ -163,11 +163,6 @@ def test_exception_in_a_constructor_is_a_student_code_error(sub):
         sub.Net(0)
 
 
-@pytest.mark.xfail(strict=True, raises=(ValueError, NotImplementedError),
-                   reason="LocalSubmission wraps only the names it looks up: an instance built from a student "
-                          "class is returned bare, so exceptions from its forward and methods escape as the raw "
-                          "exception, where the remote transport raises StudentCodeError / NotImplementedYet "
-                          "(describe_failure then reports them differently)")
 @pytest.mark.parametrize("method, expected", [("broken", StudentCodeError), ("unfinished", NotImplementedYet)])
 def test_exceptions_from_methods_of_student_objects(sub, method, expected):
     model = sub.Net(3, 2)

@@ -74,7 +74,7 @@ def encode(value: Any, blobs: list[bytes], to_handle: Callable[[Any], dict] | No
     if isinstance(value, torch.Tensor):
         return _encode_tensor(value, blobs, numpy=False)
     if isinstance(value, np.ndarray):
-        return _encode_tensor(torch.from_numpy(np.ascontiguousarray(value)), blobs, numpy=True)
+        return _encode_tensor(torch.from_numpy(np.array(value, order="C", copy=True)), blobs, numpy=True)
     if isinstance(value, np.generic):
         return encode(value.item(), blobs, to_handle, depth + 1)
     if isinstance(value, torch.dtype):
@@ -118,9 +118,18 @@ def _encode_tensor(t: torch.Tensor, blobs: list[bytes], numpy: bool) -> dict:
             "numpy": numpy}
 
 
-def decode(obj: Any, blobs: list[bytes], from_handle: Callable[[dict], Any] | None = None,
-           depth: int = 0) -> Any:
-    """Rebuild a value from `encode`'s output, checking every field of it."""
+def decode(obj: Any, blobs: list[bytes], from_handle: Callable[[dict], Any] | None = None) -> Any:
+    """Rebuild a value from `encode`'s output, checking every field of it.
+
+    Whatever a hostile sender puts in the message, the only exception is `WireError`.
+    """
+    try:
+        return _decode(obj, blobs, from_handle, 0)
+    except (TypeError, ValueError, OverflowError, RecursionError, MemoryError) as exc:
+        raise WireError(f"malformed message ({type(exc).__name__}: {str(exc)[:200]})") from None
+
+
+def _decode(obj: Any, blobs: list[bytes], from_handle: Callable[[dict], Any] | None, depth: int) -> Any:
     if depth > MAX_DEPTH:
         raise WireError("message nested too deeply")
     if obj is None or isinstance(obj, (bool, int, float, str)):
@@ -128,21 +137,25 @@ def decode(obj: Any, blobs: list[bytes], from_handle: Callable[[dict], Any] | No
     if isinstance(obj, list):
         if len(obj) > MAX_ITEMS:
             raise WireError("list too long")
-        return [decode(v, blobs, from_handle, depth + 1) for v in obj]
+        return [_decode(v, blobs, from_handle, depth + 1) for v in obj]
     if not isinstance(obj, dict) or "__t" not in obj:
         raise WireError("malformed value")
     tag = obj["__t"]
     if tag == "tuple":
-        return tuple(decode(v, blobs, from_handle, depth + 1) for v in _list(obj, "items"))
+        return tuple(_decode(v, blobs, from_handle, depth + 1) for v in _list(obj, "items"))
     if tag == "dict":
         out = {}
         for pair in _list(obj, "items"):
             if not isinstance(pair, list) or len(pair) != 2:
                 raise WireError("malformed dict item")
-            key = decode(pair[0], blobs, from_handle, depth + 1)
+            key = _decode(pair[0], blobs, from_handle, depth + 1)
             if not isinstance(key, (str, int, float, bool, tuple, type(None))):
-                raise WireError("unhashable dict key")
-            out[key] = decode(pair[1], blobs, from_handle, depth + 1)
+                raise WireError("dict keys must be plain values")
+            try:
+                hash(key)
+            except TypeError:
+                raise WireError("unhashable dict key") from None
+            out[key] = _decode(pair[1], blobs, from_handle, depth + 1)
         return out
     if tag == "tensor":
         return _decode_tensor(obj, blobs)
@@ -153,7 +166,7 @@ def decode(obj: Any, blobs: list[bytes], from_handle: Callable[[dict], Any] | No
         return float(text)
     if tag == "dtype":
         name = obj.get("name")
-        if name not in DTYPES:
+        if not isinstance(name, str) or name not in DTYPES:
             raise WireError(f"unknown dtype {name!r}")
         return DTYPES[name]
     if tag == "device":
@@ -180,11 +193,12 @@ def _list(obj: dict, key: str) -> list:
 
 
 def _decode_tensor(obj: dict, blobs: list[bytes]) -> torch.Tensor | np.ndarray:
-    dtype = DTYPES.get(obj.get("dtype"))
+    name = obj.get("dtype")
+    dtype = DTYPES.get(name) if isinstance(name, str) else None
     shape = obj.get("shape")
     index = obj.get("blob")
     if dtype is None or not isinstance(shape, list) or not all(
-            isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape):
+            isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**48 for s in shape):
         raise WireError("malformed tensor")
     if not isinstance(index, int) or not 0 <= index < len(blobs):
         raise WireError("tensor refers to a missing blob")
@@ -217,8 +231,8 @@ def receive(sock: socket.socket, max_bytes: int = MAX_FRAME_BYTES) -> tuple[Any,
         raise WireError(f"frame of {total} bytes is over the limit of {max_bytes}")
     try:
         header = json.loads(_read_exact(sock, header_len))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise WireError(f"header is not JSON: {exc}") from None
+    except (ValueError, RecursionError) as exc:  # bad UTF-8 or JSON, absurd numbers, deep nesting
+        raise WireError(f"header is not usable JSON: {str(exc)[:200]}") from None
     sizes = header.get("blobs") if isinstance(header, dict) else None
     if not isinstance(sizes, list) or not all(isinstance(s, int) and s >= 0 for s in sizes):
         raise WireError("malformed header")

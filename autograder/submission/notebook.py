@@ -62,10 +62,13 @@ def _from_notebook(raw: bytes, name: str) -> ExtractedModule:
     except json.JSONDecodeError as exc:
         raise NotebookError(f"{name} is not a notebook: it is not valid JSON ({exc.msg} at line "
                             f"{exc.lineno}); open it in JupyterLab, save it, and submit again") from None
+    except (ValueError, RecursionError):
+        raise NotebookError(f"{name} is not a notebook: its JSON cannot be read (nested too deeply "
+                            "or numbers too long)") from None
     try:
         nb = nbformat.reads(text, as_version=4)
         nbformat.validate(nb)
-    except Exception as exc:  # nbformat raises several unrelated types for bad structure
+    except (Exception, RecursionError) as exc:  # nbformat raises several unrelated types
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise NotebookError(f"{name} is not a valid Jupyter notebook ({first[:200]})") from None
     pieces, kept, skipped = [], 0, 0
@@ -82,21 +85,41 @@ def _from_notebook(raw: bytes, name: str) -> ExtractedModule:
         _check_syntax(code, f"code cell {index}")
         pieces.append(f"# --- cell {index} ---\n{code}\n")
         kept += 1
-    return ExtractedModule("\n".join(pieces), kept, skipped)
+    source = "\n".join(pieces)
+    if "get_ipython()" in source:
+        source = NO_IPYTHON + source
+    return ExtractedModule(source, kept, skipped)
 
 
 def strip_magics(code: str) -> str:
-    """Drop IPython-only syntax: cell magics, line magics, shell escapes and help queries."""
-    if code.lstrip().startswith("%%"):
-        return ""
-    lines = []
-    for line in code.splitlines():
-        stripped = line.strip()
-        if stripped.startswith(("%", "!")) or (stripped.endswith("?") and stripped[:-1].isidentifier()):
-            lines.append(line[: len(line) - len(line.lstrip())] + "pass  # IPython-only line removed")
-        else:
-            lines.append(line)
-    return "\n".join(lines)
+    """IPython-only syntax as plain Python that does nothing: magics, shell lines, help queries.
+
+    IPython's own input transformer does the reading, so strings and continuation lines
+    are left alone; the result calls `get_ipython()`, which the module defines as a no-op.
+    `%%time` and `%%capture` cells keep their code; other cell magics are dropped.
+    """
+    lines = code.split("\n")
+    first = next((i for i, line in enumerate(lines) if line.strip()), None)
+    if first is not None and lines[first].lstrip().startswith("%%"):
+        magic = lines[first].lstrip()[2:].split(None, 1)
+        if not magic or magic[0] not in PASS_THROUGH_CELL_MAGICS:
+            return ""
+        lines[first] = ""
+        code = "\n".join(lines)
+    transformed = _transformer().transform_cell(code)
+    return transformed if code.endswith("\n") else transformed.removesuffix("\n")
+
+
+PASS_THROUGH_CELL_MAGICS = {"time", "capture"}
+NO_IPYTHON = ("class _NoIPython:  # magics and shell lines do nothing when graded\n"
+              "    __getattr__ = lambda self, name: (lambda *args, **kwargs: None)\n"
+              "get_ipython = _NoIPython\n")
+
+
+def _transformer():
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    return TransformerManager()
 
 
 def _check_syntax(code: str, where: str) -> None:

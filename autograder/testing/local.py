@@ -22,18 +22,18 @@ class LocalSubmission(Submission):
         return name in self._namespace
 
     def _lookup(self, name: str) -> Any:
-        value = self._namespace[name]
-        return _Reraising(value) if callable(value) else value
+        return _guard(self._namespace[name])
 
     def differentiable(self, fn: Any) -> Callable[..., Any]:
         return fn
 
     def vjp(self, fn: Any, *args: Any, cotangents: Any, params: bool = True, **kwargs: Any) -> VJP:
-        args = [a.detach().clone().requires_grad_(True) if _is_float(a) else a for a in args]
-        owner = getattr(fn, "__self__", getattr(fn, "_wrapped", fn))
+        fn = _unwrap(fn)
+        args = [a.detach().clone().requires_grad_(True) if _is_float(a) else _unwrap(a) for a in args]
+        owner = getattr(fn, "__self__", fn)
         named = dict(owner.named_parameters()) if params and isinstance(owner, torch.nn.Module) else {}
         with torch.enable_grad():
-            out = fn(*args, **kwargs)
+            out = _call(fn, args, kwargs)
         outputs = out if isinstance(out, (list, tuple)) else [out]
         pairs = [(o, c.to(o.dtype)) for o, c in zip(outputs, as_cotangent_list(cotangents))
                  if isinstance(o, torch.Tensor) and o.requires_grad]
@@ -52,25 +52,61 @@ class LocalSubmission(Submission):
         torch.manual_seed(seed)
 
 
-class _Reraising:
-    """Wraps a student callable so that its exceptions read the same as over the wire."""
+class _Guarded:
+    """A student object or callable, seen from a test: its errors read as they do over the wire.
+
+    Everything reached through it (attributes, results, methods) is guarded too, and
+    guarded values are unwrapped again on their way back into student code.
+    """
+
+    __slots__ = ("_wrapped",)
 
     def __init__(self, wrapped: Any):
         object.__setattr__(self, "_wrapped", wrapped)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return self._wrapped(*args, **kwargs)
-        except (AssertionError, StudentCodeError):
-            raise
-        except Exception as exc:
-            raise student_error({"type": type(exc).__name__, "message": str(exc)}) from exc
+        return _guard(_call(self._wrapped, [_unwrap(a) for a in args], kwargs))
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._wrapped, name)
+        return _guard(_call(getattr, [self._wrapped, name], {}))
 
-    def __instancecheck__(self, instance: Any) -> bool:
-        return isinstance(instance, self._wrapped)
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._wrapped, name, _unwrap(value))
+
+    def __getitem__(self, key: Any) -> Any:
+        return _guard(_call(lambda: self._wrapped[key], [], {}))
+
+    def __len__(self) -> int:
+        return len(self._wrapped)
+
+    def __iter__(self):
+        return (_guard(v) for v in self._wrapped)
+
+    def __repr__(self) -> str:
+        return repr(self._wrapped)
+
+
+def _call(fn: Any, args: list, kwargs: dict) -> Any:
+    try:
+        return fn(*args, **{k: _unwrap(v) for k, v in kwargs.items()})
+    except StudentCodeError:
+        raise
+    except AttributeError as exc:
+        raise student_error({"type": "AttributeError", "message": str(exc)}) from exc
+    except Exception as exc:
+        raise student_error({"type": type(exc).__name__, "message": str(exc)}) from exc
+
+
+def _guard(value: Any) -> Any:
+    if isinstance(value, (torch.Tensor, np.ndarray, str, bytes, int, float, bool, type(None), list, tuple, dict)):
+        return value
+    if callable(value) or isinstance(value, torch.nn.Module) or hasattr(value, "__dict__"):
+        return _Guarded(value)
+    return value
+
+
+def _unwrap(value: Any) -> Any:
+    return object.__getattribute__(value, "_wrapped") if isinstance(value, _Guarded) else value
 
 
 def _is_float(value: Any) -> bool:
