@@ -74,7 +74,9 @@ def run_public_tests(week: str, namespace: dict | types.ModuleType, folder: Path
             "-o", "addopts=", "--rootdir", str(folder), "-p", "no:terminal"]
     if part:
         args += ["-k", f"test_{part}_"]
-    pytest.main(args, plugins=[plugin])
+    code = pytest.main(args, plugins=[plugin])
+    if code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED, pytest.ExitCode.NO_TESTS_COLLECTED):
+        raise RuntimeError(f"the public tests in {folder} did not run (pytest exit code {int(code)})")
     info_path = folder.parent / WEEK_INFO
     hidden = json.loads(info_path.read_text()).get("hidden", {}) if info_path.is_file() else {}
     return CheckReport(week, part, plugin.outcomes, hidden)

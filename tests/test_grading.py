@@ -8,11 +8,8 @@ import nbformat
 import pytest
 
 from autograder.grading.report import feedback_markdown, results_json
-from autograder.grading.run import Submitted, grade
+from autograder.grading.run import Submitted, grade, grade_in_process
 from autograder.selfcheck import run_public_tests
-from autograder.submission.notebook import extract_module
-from autograder.testing.local import LocalSubmission
-from autograder.testing.plugin import SubmissionEntry, SubmissionPlugin
 from tests.conftest import HONEST_SOFTMAX, write_module
 
 
@@ -78,16 +75,8 @@ def test_reference_passes_identically_in_both_transports(toy, tmp_path):
     broken = write_module(tmp_path, "broken", HONEST_SOFTMAX.replace("x.max(-1", "x.min(-1"))
     remote = grade(course, root, "m1w01", [Submitted("ref", source), Submitted("broken", broken)])
 
-    entries = []
-    for name, path in (("ref", source), ("broken", broken)):
-        namespace: dict = {}
-        exec(compile(extract_module(path).source, str(path), "exec"), namespace)
-        entries.append(SubmissionEntry(name, lambda ns=namespace: LocalSubmission(ns)))
-    plugin = SubmissionPlugin(entries)
-    code = pytest.main([str(root / "assignments" / "m1w01" / "hidden"), "-q", "-p", "no:cacheprovider",
-                        "--import-mode=importlib", "--rootdir", str(root), "-o", "addopts="], plugins=[plugin])
-    assert code in (0, 1)
-    local = {(o.submission, o.name): o.passed for o in plugin.outcomes}
+    in_process = grade_in_process(course, root, "m1w01", [Submitted("ref", source), Submitted("broken", broken)])
+    local = {(name, o.name): o.passed for name, outcomes in in_process.items() for o in outcomes}
     over_wire = {(name, t.name): t.passed for name, r in remote.items() for t in r.tests}
     assert local == over_wire
     assert all(v for (name, _), v in local.items() if name == "ref")

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from autograder.grading.run import Submitted, grade
+from autograder.grading.run import Submitted, grade, grade_in_process
 from autograder.grading.verify import verify_week
 from autograder.pipeline.build import source_notebook, stale_files
 from autograder.submission.notebook import strip_magics
@@ -35,6 +35,17 @@ def test_week_verifies(repo_course):
     verdict = verify_week(course, root, WEEK)
     assert verdict.ok, "\n".join(verdict.problems)
     assert sum(row[0].startswith("mutant:") for row in verdict.rows) >= 6
+
+
+@pytest.mark.slow
+def test_answer_key_passes_identically_in_both_transports(repo_course, tmp_path):
+    course, root = repo_course
+    key = tmp_path / "key.py"
+    key.write_text(_answer_key_source(course, root))
+    in_process = grade_in_process(course, root, WEEK, [Submitted("key", key)])["key"]
+    over_wire = grade(course, root, WEEK, [Submitted("key", key)])["key"].tests
+    assert [(o.name, o.passed) for o in in_process] == [(o.name, o.passed) for o in over_wire]
+    assert in_process and all(o.passed for o in in_process)
 
 
 def test_release_is_fresh(repo_course):

@@ -162,6 +162,36 @@ def _run_suite(course: Course, root: Path, week_id: str, suite_dir: Path, prepar
     return outcomes, data.get("outputs", {}), log
 
 
+def grade_in_process(course: Course, root: Path, week_id: str, submissions: list[Submitted],
+                     suite: str = "hidden") -> dict[str, list[TestOutcome]]:
+    """The same suite with the code in this process: no sandbox, so only for code you trust
+    (a reference, your own notebook). Fast, and the yardstick for the sandbox's overhead."""
+    import pytest
+
+    from autograder.testing.local import LocalSubmission
+    from autograder.testing.plugin import SubmissionEntry, SubmissionPlugin
+
+    week = course.week(week_id)
+    entries = []
+    for item in submissions:
+        source = extract_module(item.path).source
+        namespace: dict = {"__name__": "submission"}
+        exec(compile(source, str(item.path), "exec"), namespace)
+        parts = forbidden_parts(source, week.forbidden, week.id)
+        entries.append(SubmissionEntry(item.name, lambda ns=namespace, p=parts: LocalSubmission(ns, p),
+                                       only=item.only))
+    plugin = SubmissionPlugin(entries, test_timeout_s=course.grading.test_timeout_s)
+    suite_dir = CoursePaths(root).assignment(week_id) / suite
+    code = pytest.main([str(suite_dir), "-p", "no:cacheprovider", "--import-mode=importlib", "--assert=plain",
+                        "--rootdir", str(suite_dir), "-o", "addopts=", "-p", "no:terminal"], plugins=[plugin])
+    if code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
+        raise GradingError(f"the {suite} suite of {week_id} did not run (pytest exit code {int(code)})")
+    grouped: dict[str, list[TestOutcome]] = {item.name: [] for item in submissions}
+    for outcome in plugin.outcomes:
+        grouped[outcome.submission].append(outcome)
+    return grouped
+
+
 def _sandbox_name(requested: str) -> str:
     from autograder.sandbox.launch import bubblewrap_available
 
