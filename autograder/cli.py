@@ -187,22 +187,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """Grade three notebooks of a week in one batch: the answer key, the release and a known bug."""
     import tempfile
 
-    import nbformat
-
     from autograder.grading.run import Submitted, grade
-    from autograder.grading.verify import mutants
-    from autograder.pipeline.build import source_notebook
+    from autograder.grading.verify import write_variants
 
     course, root = _course(args)
     week = course.week(args.week)
     with tempfile.TemporaryDirectory(prefix="course-demo-") as tmp:
-        key = Path(tmp) / "answer_key.ipynb"
-        nbformat.write(source_notebook(week, root), key)
+        key, bugs, _ = write_variants(course, root, week.id, Path(tmp))
         submissions = [Submitted("answer key", key),
                        Submitted("released notebook (untouched)", root / "release" / week.id / f"{week.slug}.ipynb")]
-        bugs = mutants(course, root, week.id)
         if bugs:
-            submissions.append(Submitted(f"a known bug ({bugs[0].path.stem})", bugs[0].path))
+            name = bugs[0].name.split(":", 1)[1]
+            submissions.append(Submitted(f"a known bug ({name})", bugs[0].path))
         console.print(f"Grading {len(submissions)} submissions of {week.id} ({week.title}) in sandboxed workers…")
         with console.status("grading…"):
             results = grade(course, root, week.id, submissions, sandbox=args.sandbox)

@@ -2,7 +2,7 @@
 every mutant loses points, and the suite has all four kinds of check.
 
 All variants are graded in one pytest process (the trusted imports are paid once),
-and a mutant runs only the tests its `# catches:` line names.
+and a mutant runs only the tests its `catches` list names.
 """
 
 from __future__ import annotations
@@ -15,8 +15,10 @@ from pathlib import Path
 import nbformat
 
 from autograder.config import Course
+from autograder.grading.mutants import MutantError, load_mutants
 from autograder.grading.run import GradeResult, Submitted, grade
 from autograder.pipeline.build import CoursePaths, source_notebook
+from autograder.submission.notebook import extract_module
 from autograder.testing.plugin import KINDS
 
 
@@ -32,17 +34,30 @@ class Verification:
         return not self.problems
 
 
-def mutants(course: Course, root: Path, week_id: str) -> list[Submitted]:
-    """The week's known-bug variants, each with the tests its header says catch it."""
-    folder = CoursePaths(root).assignment(week_id) / "mutants"
-    found = []
-    for path in sorted(folder.glob("*.py")):
-        catches = None
-        for line in path.read_text().splitlines()[:5]:
-            if line.startswith("# catches:"):
-                catches = [p.strip() for p in line.split(":", 1)[1].split(",") if p.strip()]
-        found.append(Submitted(f"mutant:{path.stem}", path, catches))
-    return found
+def write_variants(course: Course, root: Path, week_id: str, folder: Path) -> tuple[Path, list[Submitted], list[str]]:
+    """The answer key notebook and one module per mutant, written to `folder`.
+
+    Returns the key, the mutants as submissions (each limited to the tests that should catch
+    it) and the problems found on the way (mutants that no longer apply).
+    """
+    key = folder / "answer_key.ipynb"
+    nbformat.write(source_notebook(course.week(week_id), root), key)
+    key_source = extract_module(key).source
+    variants, problems = [], []
+    try:
+        found = load_mutants(CoursePaths(root).assignment(week_id) / "mutants")
+    except MutantError as exc:
+        return key, [], [str(exc)]
+    for mutant in found:
+        try:
+            source = mutant.apply(key_source)
+        except MutantError as exc:
+            problems.append(str(exc))
+            continue
+        path = folder / f"mutant_{mutant.name}.py"
+        path.write_text(source)
+        variants.append(Submitted(f"mutant:{mutant.name}", path, mutant.catches))
+    return key, variants, problems
 
 
 def verify_week(course: Course, root: Path, week_id: str, sandbox: str | None = None) -> Verification:
@@ -53,12 +68,12 @@ def verify_week(course: Course, root: Path, week_id: str, sandbox: str | None = 
     if not release_nb.is_file():
         check.problems.append(f"{release_nb} is missing: run `course build {week_id}`")
         return check
-    variants = mutants(course, root, week_id)
-    if len(variants) < 6:
-        check.problems.append(f"only {len(variants)} mutants in assignments/{week_id}/mutants (at least 6)")
     with tempfile.TemporaryDirectory() as tmp:
-        key = Path(tmp) / "answer_key.ipynb"
-        nbformat.write(source_notebook(week, root), key)
+        key, variants, problems = write_variants(course, root, week_id, Path(tmp))
+        check.problems += problems
+        if len(variants) < 6:
+            check.problems.append(f"only {len(variants)} usable mutants in assignments/{week_id}/mutants "
+                                  "(at least 6)")
         submissions = [Submitted("answer key", key), Submitted("release", release_nb)] + variants
         results = grade(course, root, week_id, submissions, sandbox=sandbox)
     check.seconds = next(iter(results.values())).seconds
@@ -99,7 +114,8 @@ def _judge(check: Verification, results: dict[str, GradeResult]) -> None:
         if not name.startswith("mutant:"):
             continue
         caught = [t.name for t in result.tests if not t.passed]
-        verdict = f"caught by {', '.join(caught[:3])}" + ("…" if len(caught) > 3 else "") if caught else "NOT CAUGHT"
+        more = f" and {len(caught) - 1} more" if len(caught) > 1 else ""
+        verdict = f"caught by {caught[0]}{more}" if caught else "NOT CAUGHT"
         check.rows.append((name, f"{result.earned:g}/{result.possible:g}", verdict))
         if not caught:
             check.problems.append(f"{name} loses no points" + (f" ({result.error})" if result.error else ""))

@@ -55,7 +55,7 @@ def test_attention_keeps_shape(sub):
 
 @pytest.mark.points(1)
 @pytest.mark.kind("shape")
-def test_attention_module_shapes(sub):
+def test_attention_module_output_shape(sub):
     """Attention(dim=32, num_heads=4) keeps [2, 5, 32] and has head_dim 8, scale 8^-0.5, qkv [96, 32]."""
     attn = sub.Attention(dim=32, num_heads=4)
     assert attn.head_dim == 8, f"head_dim should be 32 // 4 = 8, but is {attn.head_dim}"
@@ -68,7 +68,7 @@ def test_attention_module_shapes(sub):
 # -- mlp --------------------------------------------------------------------------------------
 @pytest.mark.points(1)
 @pytest.mark.kind("shape")
-def test_mlp_shapes(sub):
+def test_mlp_output_shape(sub):
     """Mlp(in_features=16, hidden_features=32) has fc1 [32, 16], fc2 [16, 32] and keeps [2, 5, 16]."""
     mlp = sub.Mlp(in_features=16, hidden_features=32)
     assert_shape(mlp.fc1.weight, (32, 16), what="Mlp.fc1.weight")
@@ -103,7 +103,7 @@ def test_block_layernorm_eps(sub):
 # -- vit --------------------------------------------------------------------------------------
 @pytest.mark.points(1)
 @pytest.mark.kind("shape")
-def test_vit_shapes(sub):
+def test_vit_output_shapes(sub):
     """VisionTransformer on [2, 3, 16, 16] with 4x4 patches: logits [2, 7], features [2, 17, 32], pos_embed [1, 17, 32]."""
     model = sub.VisionTransformer(img_size=16, patch_size=4, in_chans=3, num_classes=7, embed_dim=32, depth=1,
                                   num_heads=2)

@@ -1,0 +1,61 @@
+"""Mutants as patches of the answer key: loading, applying, and refusing stale ones."""
+
+from __future__ import annotations
+
+import pytest
+
+from autograder.grading.mutants import Mutant, MutantError, load_mutants
+from autograder.grading.verify import verify_week, write_variants
+
+
+def test_apply_replaces_each_text_once():
+    mutant = Mutant("m", "bug", ["test_x"], [("a = 1", "a = 2"), ("b = a", "b = -a")])
+    assert mutant.apply("a = 1\nb = a\n") == "a = 2\nb = -a\n"
+
+
+@pytest.mark.parametrize("source, word", [("c = 3\n", "is not in"), ("a = 1\na = 1\n", "appears 2 times")])
+def test_a_replacement_that_no_longer_applies_is_an_error(source, word):
+    with pytest.raises(MutantError, match=word):
+        Mutant("m", "bug", ["test_x"], [("a = 1", "a = 2")]).apply(source)
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("bug: x\ncatches: [t]\n", "exactly the keys"),
+    ("bug: x\ncatches: []\nreplace: [{find: a, with: b}]\n", "catches must list"),
+    ("bug: x\ncatches: [t]\nreplace: [{find: a}]\n", "replace must be"),
+    ("bug: [unclosed\n", "not valid YAML"),
+])
+def test_malformed_mutant_files_are_reported(tmp_path, text, problem):
+    (tmp_path / "bad.yaml").write_text(text)
+    with pytest.raises(MutantError, match=problem):
+        load_mutants(tmp_path)
+
+
+def test_write_variants_reports_stale_mutants(toy, tmp_path):
+    course, root = toy
+    stale = root / "assignments" / "m1w01" / "mutants" / "stale.yaml"
+    stale.write_text("bug: gone\ncatches: [test_softmax_values]\nreplace:\n  - find: 'no such line'\n    with: x\n")
+    key, variants, problems = write_variants(course, root, "m1w01", tmp_path)
+    assert [v.name for v in variants] == ["mutant:no_max_shift"]
+    assert variants[0].only == ["test_softmax_large_logits"]
+    assert "torch.exp(x)\n" in variants[0].path.read_text()
+    assert len(problems) == 1 and "stale no longer applies" in problems[0]
+
+
+@pytest.mark.slow
+def test_toy_week_verification_names_every_problem(toy):
+    course, root = toy
+    from autograder.pipeline.build import build_week
+
+    build_week(course, "m1w01", root)
+    verdict = verify_week(course, root, "m1w01")
+    rows = {row[0]: row for row in verdict.rows}
+    assert rows["answer key"][2] == "full marks" and rows["release"][2] == "zero"
+    assert rows["mutant:no_max_shift"][2].startswith("caught by test_softmax_large_logits")
+    assert verdict.problems == ["only 1 usable mutants in assignments/m1w01/mutants (at least 6)"]
+
+
+def test_blocks_match_at_any_indentation_and_keep_it():
+    source = "class A:\n    def f(self):\n        x = 1\n        return x\n"
+    mutant = Mutant("m", "bug", ["t"], [("x = 1\nreturn x", "return 2")])
+    assert mutant.apply(source) == "class A:\n    def f(self):\n        return 2\n"
