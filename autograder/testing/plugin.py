@@ -220,10 +220,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     path = config.getoption("--grading-config", default=None)
     if path:
-        plugin = plugin_from_config(json.loads(Path(path).read_text()))
+        grading = json.loads(Path(path).read_text())
+        plugin = plugin_from_config(grading)
         config.pluginmanager.register(plugin, "autograder-submissions")
         config._autograder_plugin = plugin  # type: ignore[attr-defined]
-        config._autograder_results = Path(json.loads(Path(path).read_text())["outcomes_path"])  # type: ignore
+        config._autograder_results = Path(grading["outcomes_path"])  # type: ignore[attr-defined]
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
