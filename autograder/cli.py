@@ -207,7 +207,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         table.add_column(column)
     for name, result in results.items():
         failed = [t for t in result.tests if not t.passed]
-        problem = (failed[0].description + ": " + failed[0].message.splitlines()[0]) if failed else (result.error or "")
+        problem = (failed[0].description.rstrip(".") + ": " + failed[0].message.splitlines()[0]) if failed else (result.error or "")
         table.add_row(name, f"{result.earned:g} / {result.possible:g}", problem[:150])
     console.print(table)
     console.print(f"{next(iter(results.values())).seconds:.1f} s, sandbox: {next(iter(results.values())).sandbox}")
