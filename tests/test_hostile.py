@@ -63,6 +63,13 @@ PATCHER = ("import torch\n" + PLACEHOLDER.replace("raise NotImplementedError()",
            "import autograder.testing.compare as compare\ncompare.assert_close = lambda *a, **k: None\n")
 
 
+LEAVER = ("\nimport ctypes, os\nopen('/tmp/left_behind.txt', 'w').write('secret of the last student')\n"
+          "if ctypes.CDLL(None).fork() == 0:\n    import time\n    time.sleep(600)\n")
+SNOOPER = ("\nimport os\nprint('TMP', sorted(os.listdir('/tmp')))\n"
+           "mine = [p for p in os.listdir('/proc') if p.isdigit() and os.stat('/proc/' + p).st_uid == os.getuid()]\n"
+           "print('OTHER PROCESSES', len([p for p in mine if int(p) != os.getpid()]))\n")
+
+
 def _with_prefix(source: str, line: str) -> str:
     return source.replace("def softmax(x):\n", f"def softmax(x):\n{line}")
 
@@ -107,6 +114,8 @@ def batch(tmp_path_factory):
         "patcher": PATCHER,
         "patcher_builtins": PATCHER + "\nbuiltins.isinstance = lambda *a: True\n",
         "forger": PLACEHOLDER + forger,
+        "leaver": PLACEHOLDER + LEAVER,
+        "snooper": PLACEHOLDER + SNOOPER,  # graded right after the leaver, by the same zygote
     }
     try:
         results, seconds = _grade_batch(toy, tmp, hostile)
@@ -229,6 +238,17 @@ def test_hidden_tests_and_reference_cannot_be_read(batch):
     assert "LEAKED" not in output
     assert output.count("BLOCKED") == 2
     assert results["reader"].earned == 0
+
+
+@needs_bwrap
+@pytest.mark.slow
+def test_nothing_of_one_submission_reaches_the_next(batch):
+    """The warm worker is reused: the last submission's files and processes must be gone."""
+    results, _, _ = batch
+    assert results["leaver"].earned == 0
+    output = results["snooper"].output
+    assert "TMP []" in output, output
+    assert "OTHER PROCESSES 0" in output, output
 
 
 @pytest.mark.slow

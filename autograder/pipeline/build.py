@@ -109,7 +109,7 @@ def build_week(course: Course, week_id: str, root: Path, into: Path | None = Non
 
     week = course.week(week_id)
     paths = CoursePaths(root)
-    _put_venv_on_path()
+    put_venv_on_path()
     with tempfile.TemporaryDirectory(prefix=f"build-{week_id}-") as tmp:
         work = Path(tmp)
         source = work / "source" / week_id
@@ -187,7 +187,7 @@ def _points_marker(node: ast.FunctionDef) -> float:
     return 1.0
 
 
-def _put_venv_on_path() -> None:
+def put_venv_on_path() -> None:
     """nbgrader runs the `alembic` program by name; it lives beside this interpreter."""
     bin_dir = str(Path(sys.executable).parent)
     if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):

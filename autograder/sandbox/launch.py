@@ -91,29 +91,67 @@ def resolve_sandbox(requested: str) -> str:
     return "none"
 
 
-class WorkerProcess:
-    """A running worker: its process, its socket and the tail of what it printed."""
+class OutputTail:
+    """Drains a pipe in a thread, keeping the start and the end of what came through it."""
 
-    OUTPUT_KEEP = 32 * 1024
+    KEEP = 32 * 1024
+
+    def __init__(self, stream):
+        self._stream = stream
+        self._head, self._tail, self._dropped = bytearray(), bytearray(), 0
+        self._thread = threading.Thread(target=self._drain, daemon=True)
+        self._thread.start()
+
+    def _drain(self) -> None:
+        read = getattr(self._stream, "read1", self._stream.read)
+        try:
+            while chunk := read(65536):
+                if len(self._head) < self.KEEP:
+                    take = self.KEEP - len(self._head)
+                    self._head += chunk[:take]
+                    chunk = chunk[take:]
+                if chunk:
+                    self._tail += chunk
+                    if len(self._tail) > self.KEEP:
+                        self._dropped += len(self._tail) - self.KEEP
+                        del self._tail[: len(self._tail) - self.KEEP]
+        except (OSError, ValueError):
+            pass
+
+    def text(self) -> str:
+        out = self._head.decode(errors="replace")
+        if self._dropped:
+            out += f"\n... [{self._dropped} bytes of output cut] ...\n"
+        return out + self._tail.decode(errors="replace")
+
+    def close(self, wait: float = 2.0) -> None:
+        self._thread.join(timeout=wait)
+        try:
+            self._stream.close()
+        except OSError:
+            pass
+
+
+class Zygote:
+    """A sandboxed process that has imported torch and forks one child per submission.
+
+    Children run one at a time over the zygote's socket; `spawn` hands back a pipe with the
+    child's output. A zygote that is not `reusable` (not root) serves one child only.
+    """
 
     def __init__(self, spec: WorkerSpec):
         self.spec = spec
         self.sandbox = resolve_sandbox(spec.sandbox)
+        self.drop_privileges = self.sandbox == "bwrap" and os.getuid() == 0
         self.sock, child = socket.socketpair()
-        drop = self.sandbox == "bwrap" and os.getuid() == 0
-        baseline = _threads_of_uid(65534 if drop else os.getuid())
         inside = self.sandbox == "bwrap"
         config = {
             "socket_fd": child.fileno(),
-            "module_path": f"{SUBMISSION_DIR}/{spec.module_path.name}" if inside else str(spec.module_path),
             "week": spec.week,
             "helper_paths": ([f"{HELPERS_DIR}/{i}" for i in range(len(spec.helper_dirs))] if inside
                              else [str(p) for p in spec.helper_dirs]),
             "forbidden": spec.forbidden,
-            "denied_paths": [] if inside else [str(p) for p in spec.denied_paths],
-            "limits": spec.limits.rlimits(baseline),
-            "drop_privileges": drop,
-            "threads": spec.threads,
+            "drop_privileges": self.drop_privileges,
         }
         command = [sys.executable, "-m", "autograder.sandbox.worker", json.dumps(config)]
         if inside:
@@ -122,11 +160,53 @@ class WorkerProcess:
             command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             pass_fds=(child.fileno(),), env=_worker_env(), start_new_session=True, cwd="/tmp")
         child.close()
-        self._head = bytearray()
-        self._tail = bytearray()
-        self._dropped = 0
-        self._reader = threading.Thread(target=self._drain, daemon=True)
-        self._reader.start()
+        self.boot_output = OutputTail(self.process.stdout)
+        self.booted = False
+        self.reusable = False
+
+    def child_config(self, spec: WorkerSpec) -> dict:
+        """What one submission's child needs: its code, its limits, its guards."""
+        baseline = _threads_of_uid(65534 if self.drop_privileges else os.getuid())
+        inside = self.sandbox == "bwrap"
+        return {
+            "module_path": f"{SUBMISSION_DIR}/{spec.module_path.name}" if inside else str(spec.module_path),
+            "source": Path(spec.module_path).read_text(),
+            "denied_paths": [] if inside else [str(p) for p in spec.denied_paths],
+            "limits": spec.limits.rlimits(baseline),
+            "drop_privileges": self.drop_privileges,
+            "threads": spec.threads,
+        }
+
+    def spawn(self, spec: WorkerSpec) -> tuple[socket.socket, OutputTail]:
+        """Fork a child for this submission: its own socket, and its output."""
+        from autograder.sandbox import wire
+
+        wire.send(self.sock, wire.encode({"op": "spawn", "child": self.child_config(spec)}, []), [])
+        self.sock.settimeout(30)
+        try:
+            _, fds, _, _ = socket.recv_fds(self.sock, 16, 2)
+        finally:
+            self.sock.settimeout(None)
+        if len(fds) != 2:
+            for fd in fds:
+                os.close(fd)
+            raise EOFError("the worker did not start a child")
+        return socket.socket(fileno=fds[0]), OutputTail(os.fdopen(fds[1], "rb", buffering=0))
+
+    def child_exit_status(self, seconds: float) -> int | None:
+        """The zygote's report of its child's end: the exit code, or minus the signal."""
+        from autograder.sandbox import wire
+
+        self.sock.settimeout(seconds)
+        try:
+            message, blobs = wire.receive(self.sock)
+            message = wire.decode(message, blobs)
+        except (OSError, EOFError, wire.WireError):
+            return None
+        finally:
+            self.sock.settimeout(None)
+        code = message.get("child_exited") if isinstance(message, dict) else None
+        return code if isinstance(code, int) else None
 
     def _bwrap_prefix(self) -> list[str]:
         spec = self.spec
@@ -149,44 +229,20 @@ class WorkerProcess:
             args += ["--dev-bind", str(device), str(device)]
         if any(Path("/dev").glob("nvidia*")):
             args += ["--ro-bind-try", "/sys", "/sys", "--ro-bind-try", "/proc/driver/nvidia", "/proc/driver/nvidia"]
-        args += ["--ro-bind", str(spec.module_path.parent.resolve()), SUBMISSION_DIR]
         for i, helper in enumerate(spec.helper_dirs):
             args += ["--ro-bind", str(Path(helper).resolve()), f"{HELPERS_DIR}/{i}"]
         args += ["--chdir", "/tmp", "--setenv", "HOME", "/tmp", "--"]
         return args
 
-    def _drain(self) -> None:
-        stream = self.process.stdout
-        while chunk := stream.read1(65536) if hasattr(stream, "read1") else stream.read(65536):
-            if len(self._head) < self.OUTPUT_KEEP:
-                take = self.OUTPUT_KEEP - len(self._head)
-                self._head += chunk[:take]
-                chunk = chunk[take:]
-            if chunk:
-                self._tail += chunk
-                if len(self._tail) > self.OUTPUT_KEEP:
-                    self._dropped += len(self._tail) - self.OUTPUT_KEEP
-                    del self._tail[: len(self._tail) - self.OUTPUT_KEEP]
-
-    def output(self) -> str:
-        """What the student's code printed: the start and the end, with the middle cut out."""
-        text = self._head.decode(errors="replace")
-        if self._dropped:
-            text += f"\n... [{self._dropped} bytes of output cut] ...\n"
-        return text + self._tail.decode(errors="replace")
-
     def wait_briefly(self, seconds: float = 2.0) -> int | None:
-        """The exit status, once the worker has ended on its own (None if it has not)."""
+        """The exit status, once the process has ended on its own (None if it has not)."""
         try:
             return self.process.wait(timeout=seconds)
         except subprocess.TimeoutExpired:
             return None
 
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
     def kill(self) -> None:
-        """Kill the worker and everything it started."""
+        """Kill the zygote, its children and everything they started."""
         if self.process.poll() is None:
             try:
                 os.killpg(self.process.pid, signal.SIGKILL)
@@ -201,7 +257,41 @@ class WorkerProcess:
         except subprocess.TimeoutExpired:
             pass
         self.sock.close()
-        self._reader.join(timeout=2)
+        self.boot_output.close()
+
+
+class ZygotePool:
+    """Booted zygotes for one grading run: idle ones are reused, one is kept booting ahead."""
+
+    def __init__(self, spec: WorkerSpec):
+        self.spec = spec
+        self._idle: list[Zygote] = []
+        self._all: list[Zygote] = []
+
+    def acquire(self) -> Zygote:
+        zygote = self._idle.pop() if self._idle else self._start()
+        return zygote
+
+    def warm(self) -> None:
+        """Have one zygote booting or idle, so the next submission does not wait for torch."""
+        if not self._idle:
+            self._idle.append(self._start())
+
+    def release(self, zygote: Zygote) -> None:
+        if zygote.reusable and zygote.process.poll() is None:
+            self._idle.append(zygote)
+        else:
+            zygote.kill()
+
+    def close(self) -> None:
+        for zygote in self._all:
+            zygote.kill()
+        self._idle.clear()
+
+    def _start(self) -> Zygote:
+        zygote = Zygote(self.spec)
+        self._all = [z for z in self._all if z.process.poll() is None] + [zygote]
+        return zygote
 
 
 def _parent_dirs(path: str) -> list[str]:

@@ -6,35 +6,98 @@ these cotangents. Everything it knows is untrusted by the other side, so it need
 secrets and holds none.
 
 Run as `python -m autograder.sandbox.worker CONFIG_JSON`; the config names the socket's fd.
+The process boots once and then serves submissions one at a time, each in a forked child.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
+import linecache
 import os
 import random
 import resource
+import shutil
 import socket
 import sys
 import traceback
+import types
 from typing import Any
 
 NOBODY = 65534
 
 
 def main() -> None:
+    """Boot once (imports, forbidden APIs), then fork one child per submission, one at a time.
+
+    The booted process is a zygote: a child costs a fork instead of a Python start and a
+    torch import. Children run one after another, never side by side, so no two
+    submissions share the sandbox at once; between them, the zygote removes what the
+    last one left (processes, files in /tmp). Without root it cannot clean up after a
+    child, and serves a single one.
+    """
     config = json.loads(sys.argv[1])
     sock = socket.socket(fileno=config["socket_fd"])
-    import torch  # paid before the student's clock starts
+    import torch
 
-    torch.set_num_threads(config.get("threads", 1))
+    torch.set_num_threads(1)  # before any torch work: forking after threaded work can hang
     torch.set_num_interop_threads(1)
     from autograder.sandbox import guard, wire
 
     guard.forbid(config.get("forbidden", []), config.get("week", "this week"))
     for path in config.get("helper_paths", []):
         sys.path.insert(0, path)
+    reusable = os.getuid() == 0 and config.get("drop_privileges", False)
+    wire.send(sock, wire.encode({"booted": True, "reusable": reusable}, []), [])
+    while True:
+        try:
+            message, blobs = wire.receive(sock)
+            message = wire.decode(message, blobs)
+        except EOFError:
+            return
+        if not isinstance(message, dict) or message.get("op") != "spawn":
+            return
+        status = _run_child(sock, torch, wire, guard, message["child"])
+        if reusable:
+            _clean_up_after_child()
+        wire.send(sock, wire.encode({"child_exited": os.waitstatus_to_exitcode(status)}, []), [])
+        if not reusable:
+            return
+
+
+def _run_child(control: socket.socket, torch: Any, wire: Any, guard: Any, child: dict) -> int:
+    """Fork the child for one submission, with a socket and an output pipe of its own.
+
+    Both go to the trusted side over the control socket, which the child closes before
+    any student code runs: a child can never speak for the zygote nor hear the next one.
+    """
+    data, data_child = socket.socketpair()
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            control.close()
+            data.close()
+            os.close(read_end)
+            os.dup2(write_end, 1)
+            os.dup2(write_end, 2)
+            os.close(write_end)
+            os.setsid()
+            _child(data_child, torch, wire, guard, child)
+        finally:
+            os._exit(0)
+    data_child.close()
+    os.close(write_end)
+    socket.send_fds(control, [b"child"], [data.fileno(), read_end])
+    data.close()
+    os.close(read_end)
+    _, status = os.waitpid(pid, 0)
+    return status
+
+
+def _child(sock: socket.socket, torch: Any, wire: Any, guard: Any, config: dict) -> None:
+    torch.set_num_threads(config.get("threads", 1))
+    sys.stdout = os.fdopen(1, "w", buffering=1)
+    sys.stderr = os.fdopen(2, "w", buffering=1)
     _apply_limits(config["limits"])
     if config.get("drop_privileges") and os.getuid() == 0:
         os.setgroups([])
@@ -42,6 +105,33 @@ def main() -> None:
         os.setuid(NOBODY)
     guard.install_audit_hooks(config.get("denied_paths", []))
     Server(sock, torch, wire, config).run()
+
+
+def _clean_up_after_child() -> None:
+    """Kill whatever the last child left running and delete its files (the zygote is root)."""
+    killer = os.fork()
+    if killer == 0:
+        try:
+            os.setgid(NOBODY)
+            os.setuid(NOBODY)
+            os.kill(-1, 9)  # every process of nobody in this pid namespace, not the zygote
+        finally:
+            os._exit(0)
+    os.waitpid(killer, 0)
+    while True:
+        try:
+            if os.waitpid(-1, os.WNOHANG) == (0, 0):
+                break
+        except ChildProcessError:
+            break
+    for folder in ("/tmp", "/dev/shm"):
+        for entry in os.listdir(folder) if os.path.isdir(folder) else []:
+            shutil.rmtree(os.path.join(folder, entry), ignore_errors=True)
+            if os.path.lexists(os.path.join(folder, entry)):
+                try:
+                    os.remove(os.path.join(folder, entry))
+                except OSError:
+                    pass
 
 
 def _apply_limits(limits: dict) -> None:
@@ -59,8 +149,7 @@ class Server:
     # -- lifecycle ---------------------------------------------------------------
     def run(self) -> None:
         self._seed(0)
-        self._send({"booted": True})  # the student's import clock starts now
-        module, error = self._import_submission(self.config["module_path"])
+        module, error = self._import_submission(self.config["module_path"], self.config["source"])
         self.objects[0] = module
         self._send({"ready": True, "import_error": error, "names": self._names(module)})
         while True:
@@ -68,14 +157,18 @@ class Server:
                 message, blobs = self.wire.receive(self.sock)
             except EOFError:
                 return
+            if isinstance(message, dict) and message.get("op") == "shutdown":
+                return
             self._send(self._handle(message, blobs))
 
-    def _import_submission(self, path: str) -> tuple[Any, dict | None]:
-        spec = importlib.util.spec_from_file_location("submission", path)
-        module = importlib.util.module_from_spec(spec)
+    def _import_submission(self, path: str, source: str) -> tuple[Any, dict | None]:
+        """Run the submission's code as the module `submission`; it never exists as a file here."""
+        module = types.ModuleType("submission")
+        module.__file__ = path
         sys.modules["submission"] = module
+        linecache.cache[path] = (len(source), None, source.splitlines(True), path)  # for inspect
         try:
-            spec.loader.exec_module(module)
+            exec(compile(source, path, "exec"), vars(module))
         except BaseException as exc:  # SystemExit and KeyboardInterrupt are student errors too
             return module, self._describe(exc)
         return module, None

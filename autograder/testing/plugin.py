@@ -60,16 +60,16 @@ class SubmissionEntry:
 
 
 class SubmissionPlugin:
-    PREFETCH = 1  # workers started ahead of the one in use: their imports overlap its tests
-
     def __init__(self, entries: list[SubmissionEntry], test_timeout_s: float = 60.0,
-                 default_visibility: str = "after_published"):
+                 default_visibility: str = "after_published", pool: Any = None):
         self.entries = {e.name: e for e in entries}
         self.test_timeout_s = test_timeout_s
         self.default_visibility = default_visibility
         self.outcomes: list[TestOutcome] = []
         self._last_item: dict[str, str] = {}
-        self._start_workers(list(self.entries)[: 1 + self.PREFETCH])
+        self.pool = pool
+        if pool is not None:
+            pool.warm()  # torch is imported in the sandbox while pytest collects the suite
 
     # -- collection --------------------------------------------------------------------
     def pytest_configure(self, config: pytest.Config) -> None:
@@ -100,24 +100,11 @@ class SubmissionPlugin:
         items[:] = keep
         self._last_item = {_submission_of(item): item.nodeid for item in keep}
 
-    def _start_workers(self, names: list[str]) -> None:
-        for name in names:
-            client = self.entries[name].client
-            if client is not None:
-                client.start()
-
-    def pytest_runtest_setup(self, item: pytest.Item) -> None:
-        name = _submission_of(item)
-        if name in self.entries:
-            names = list(self.entries)
-            start = names.index(name)
-            self._start_workers(names[start: start + 1 + self.PREFETCH])
-
     def pytest_runtest_teardown(self, item: pytest.Item) -> None:
         name = _submission_of(item)
         entry = self.entries.get(name)
         if entry is not None and entry.client is not None and self._last_item.get(name) == item.nodeid:
-            entry.client.kill()  # its last test is done: free the memory for the next one
+            entry.client.close()  # its last test is done: the zygote moves on to the next submission
 
     # -- fixtures and deadlines --------------------------------------------------------
     @pytest.fixture
@@ -172,6 +159,8 @@ class SubmissionPlugin:
         for entry in self.entries.values():
             if entry.client is not None:
                 entry.client.kill()
+        if self.pool is not None:
+            self.pool.close()
 
 
 def describe_failure(excinfo: pytest.ExceptionInfo | None) -> str:
@@ -238,20 +227,22 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 def plugin_from_config(config: dict) -> SubmissionPlugin:
     """Build the plugin for sandboxed workers; their imports start now, during collection."""
-    from autograder.sandbox.launch import Limits, WorkerSpec
+    from autograder.sandbox.launch import Limits, WorkerSpec, ZygotePool
     from autograder.testing.remote import RemoteSubmission, WorkerClient
 
     limits = Limits(**config.get("limits", {}))
     entries = []
+    pool = None
     for item in config["submissions"]:
         spec = WorkerSpec(module_path=Path(item["module_path"]), week=config.get("week", "this week"),
                           helper_dirs=[Path(p) for p in config.get("helper_dirs", [])],
                           forbidden=config.get("forbidden", []),
                           denied_paths=[Path(p) for p in config.get("denied_paths", []) + item.get("denied_paths", [])],
                           limits=limits, sandbox=config.get("sandbox", "auto"))
-        client = WorkerClient(spec, import_timeout=config.get("import_timeout_s", 60.0))
+        pool = pool or ZygotePool(spec)  # one sandbox recipe per run: week, helpers, forbidden APIs
+        client = WorkerClient(spec, import_timeout=config.get("import_timeout_s", 60.0), pool=pool)
         parts = item.get("forbidden_parts", {})
         entries.append(SubmissionEntry(name=item["name"], only=item.get("only"),
                                        budget_s=config.get("submission_timeout_s"), client=client,
                                        factory=lambda c=client, p=parts: RemoteSubmission(c, p)))
-    return SubmissionPlugin(entries, test_timeout_s=config.get("test_timeout_s", 60.0))
+    return SubmissionPlugin(entries, test_timeout_s=config.get("test_timeout_s", 60.0), pool=pool)

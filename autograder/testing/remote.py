@@ -14,7 +14,7 @@ from typing import Any, Callable
 import torch
 
 from autograder.sandbox import wire
-from autograder.sandbox.launch import WorkerProcess, WorkerSpec
+from autograder.sandbox.launch import OutputTail, WorkerSpec, Zygote, ZygotePool
 from autograder.testing.errors import (BudgetExhausted, ImportFailed, StudentCodeError, SubmissionError,
                                        WorkerCrashed, WorkerTimeout, student_error)
 from autograder.testing.submission import VJP, Submission, as_cotangent_list
@@ -27,14 +27,17 @@ class _ModuleRef:
 
 
 class WorkerClient:
-    """One submission's worker, started lazily and restarted after a crash or a timeout."""
+    """One submission's worker: a child of a booted zygote, replaced after a crash or a timeout."""
 
     BOOT_TIMEOUT_S = 300.0  # our own imports (torch) on a busy machine; not the student's time
 
-    def __init__(self, spec: WorkerSpec, import_timeout: float = 60.0):
+    def __init__(self, spec: WorkerSpec, import_timeout: float = 60.0, pool: ZygotePool | None = None):
         self.spec = spec
         self.import_timeout = import_timeout
-        self.process: WorkerProcess | None = None
+        self.pool = pool or ZygotePool(spec)
+        self.zygote: Zygote | None = None
+        self.child_output: OutputTail | None = None
+        self.data: socket.socket | None = None
         self.generation = 0
         self.names: dict[str, str] = {}
         self.import_error: str | None = None
@@ -46,9 +49,9 @@ class WorkerClient:
 
     # -- lifecycle ------------------------------------------------------------------
     def start(self) -> None:
-        """Start the worker without waiting for it (its imports overlap with the caller's)."""
-        if self.process is None:
-            self.process = WorkerProcess(self.spec)
+        """Take a zygote (booted or booting) for this submission, without waiting for it."""
+        if self.zygote is None:
+            self.zygote = self.pool.acquire()
             self.generation += 1
             self._ready = False
 
@@ -59,9 +62,7 @@ class WorkerClient:
         if self._ready:
             return
         try:
-            boot = self._receive(time.monotonic() + self.BOOT_TIMEOUT_S)
-            if not isinstance(boot, dict) or not boot.get("booted"):
-                raise WorkerCrashed("the worker did not start properly")
+            self._boot_and_spawn()
             deadline = time.monotonic() + self.import_timeout
             hello = self._receive(min(deadline, self._deadline() or deadline))
         except WorkerTimeout:
@@ -79,21 +80,58 @@ class WorkerClient:
         error = hello.get("import_error")
         self.names = hello.get("names") if isinstance(hello.get("names"), dict) else {}
         self._ready = True
+        self.pool.warm()  # the next submission's zygote boots while this one is tested
         if error:
             info = student_error(error)
             self.import_error = f"running your notebook's code failed: {info}"
             raise ImportFailed(self.import_error)
 
+    def _boot_and_spawn(self) -> None:
+        zygote = self.zygote
+        if not zygote.booted:
+            boot = self._receive(time.monotonic() + self.BOOT_TIMEOUT_S, zygote.sock)
+            if not isinstance(boot, dict) or not boot.get("booted"):
+                raise WorkerCrashed("the worker did not start properly")
+            zygote.booted, zygote.reusable = True, bool(boot.get("reusable"))
+        if self.data is None:
+            try:
+                self.data, self.child_output = zygote.spawn(self.spec)
+            except (OSError, EOFError):
+                self._crashed()
+
+    def close(self) -> None:
+        """The submission is done: end its child and give the zygote back for the next one."""
+        zygote = self.zygote
+        if zygote is None:
+            return
+        if self._ready and zygote.reusable and self.data is not None:
+            try:
+                wire.send(self.data, {"op": "shutdown"}, [])
+            except OSError:
+                pass
+            if zygote.child_exit_status(10) is not None:
+                self._detach()
+                self.pool.release(zygote)
+                return
+        self.kill()
+
     def kill(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-            self._outputs.append(self.process.output())
-            self.process = None
-            self._ready = False
+        """Kill the worker, its zygote and everything they started."""
+        if self.zygote is not None:
+            self.zygote.kill()
+            self._detach()
+
+    def _detach(self) -> None:
+        if self.child_output is not None:
+            self.child_output.close()
+            self._outputs.append(self.child_output.text())
+        if self.data is not None:
+            self.data.close()
+        self.zygote, self.child_output, self.data, self._ready = None, None, None, False
 
     def output(self, keep: int = 64 * 1024) -> str:
         """What the student's code printed, in every worker so far; the middle cut if long."""
-        current = [self.process.output()] if self.process is not None else []
+        current = [self.child_output.text()] if self.child_output is not None else []
         text = "".join(self._outputs + current)
         if len(text) > keep:
             text = f"{text[: keep // 2]}\n... [{len(text) - keep} characters of output cut] ...\n{text[-keep // 2:]}"
@@ -105,7 +143,7 @@ class WorkerClient:
         blobs: list[bytes] = []
         message = {"op": op, "args": wire.encode(list(args), blobs, self._ref)}
         try:
-            wire.send(self.process.sock, message, blobs)
+            wire.send(self.data, message, blobs)
         except OSError:
             self._crashed()
         reply = self._receive(self._deadline())
@@ -120,11 +158,11 @@ class WorkerClient:
         candidates = [d for d in (self.deadline, self.budget_deadline) if d is not None]
         return min(candidates) if candidates else None
 
-    def _receive(self, deadline: float | None) -> Any:
+    def _receive(self, deadline: float | None, sock: socket.socket | None = None) -> Any:
         if self.budget_deadline is not None and time.monotonic() >= self.budget_deadline:
             self.kill()
             raise BudgetExhausted("the submission's total time limit was reached before this test")
-        reader = _DeadlineSocket(self.process.sock, deadline)
+        reader = _DeadlineSocket(sock or self.data, deadline)
         try:
             message, blobs = wire.receive(reader, MAX_REPLY_BYTES)
             return wire.decode(message, blobs, self._from_handle)
@@ -141,11 +179,13 @@ class WorkerClient:
             raise WorkerCrashed(f"the worker sent an invalid reply ({exc})") from None
 
     def _crashed(self) -> None:
-        process = self.process
-        code = process.wait_briefly() if process is not None else None
+        zygote = self.zygote
+        code = zygote.child_exit_status(2) if zygote is not None and zygote.booted else None
+        if code is None and zygote is not None:
+            code = zygote.wait_briefly()
+            if code is not None and zygote.sandbox == "bwrap" and code > 128:
+                code = -(code - 128)  # bubblewrap reports its child's fatal signal as 128 + signal
         self.kill()
-        if code is not None and process.sandbox == "bwrap" and code > 128:
-            code = -(code - 128)  # bubblewrap reports its child's fatal signal as 128 + signal
         if code is not None and code < 0:
             reason = f"killed by signal {-code}"
             if -code in (9, 24, 25):

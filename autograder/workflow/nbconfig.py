@@ -1,0 +1,70 @@
+"""nbgrader configurations: the instructor's course folder and a student's work folder.
+
+Instructor layout (under the course root):
+
+    build/source/<week>/          nbgrader's source (the answer key), filled by the build
+    release/<week>/               the student version, committed, what gets released
+    .course-work/submitted/<student>/<week>/    collected submissions (gitignored)
+    .course-work/autograded/...   .course-work/feedback/...   .course-work/solution/...
+    gradebook/gradebook.db        nbgrader's gradebook
+
+nbgrader joins `root / step / student / assignment`, so a step may itself be a relative
+path; that is how the working folders live under `.course-work/`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from traitlets.config import Config
+
+from autograder.workflow.settings import WorkflowSettings
+
+COURSE_WORK = ".course-work"
+SOURCE_DIRECTORY = "build/source"
+RELEASE_DIRECTORY = "release"
+
+
+def gradebook_url(root: Path) -> str:
+    return f"sqlite:///{Path(root).resolve() / 'gradebook' / 'gradebook.db'}"
+
+
+def submitted_folder(root: Path) -> Path:
+    return Path(root).resolve() / COURSE_WORK / "submitted"
+
+
+def instructor_config(root: Path, settings: WorkflowSettings) -> Config:
+    """The configuration nbgrader would read from the instructor's nbgrader_config.py."""
+    root = Path(root).resolve()
+    config = Config()
+    config.CourseDirectory.root = str(root)
+    config.CourseDirectory.course_id = settings.course_id
+    config.CourseDirectory.source_directory = SOURCE_DIRECTORY
+    config.CourseDirectory.release_directory = RELEASE_DIRECTORY
+    for step in ("submitted", "autograded", "feedback", "solution"):
+        setattr(config.CourseDirectory, f"{step}_directory", f"{COURSE_WORK}/{step}")
+    config.CourseDirectory.db_url = gradebook_url(root)
+    config.Exchange.root = str(settings.exchange)
+    # Student ids are course ids (alice), not the OS accounts that own the files in
+    # inbound/, so nbgrader's owner check would warn about every submission.
+    config.ExchangeCollect.check_owner = False
+    return config
+
+
+def student_config(student: str, workdir: Path, settings: WorkflowSettings,
+                   cache: Path | None = None) -> Config:
+    """A student's configuration: `workdir` is where fetched weeks land (`workdir/<week>/`).
+
+    `CourseDirectory.student_id` is what nbgrader's submit writes into the inbound name
+    instead of the OS user; `cache` is nbgrader's local copy of submissions (default
+    `$JUPYTER_DATA_DIR/nbgrader_cache`).
+    """
+    config = Config()
+    config.CourseDirectory.root = str(Path(workdir).resolve())
+    config.CourseDirectory.course_id = settings.course_id
+    config.CourseDirectory.student_id = student
+    config.Exchange.root = str(settings.exchange)
+    config.Exchange.assignment_dir = str(Path(workdir).resolve())
+    if cache is not None:
+        config.Exchange.cache = str(Path(cache).resolve())
+    return config

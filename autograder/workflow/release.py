@@ -1,0 +1,52 @@
+"""Instructor: release a ready week into the exchange, and find the weeks that are due."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from autograder.config import Course
+from autograder.workflow.exchange import check_exchange, check_result
+from autograder.workflow.nbconfig import instructor_config
+from autograder.workflow.settings import WorkflowError, WorkflowSettings
+from autograder.workflow.timeutil import as_utc_naive
+
+
+def due_weeks(course: Course, today: dt.date) -> list[str]:
+    """Ready weeks whose release date is today or earlier, in course order."""
+    return [w.id for w in course.weeks if w.state == "ready" and w.release is not None and w.release <= today]
+
+
+def release_week(course: Course, root: Path, week_id: str, settings: WorkflowSettings,
+                 force: bool = False) -> Path:
+    """Build the week if needed, record it (with its due date) in the gradebook and release
+    it into the exchange; returns the exchange's outbound folder for the week.
+
+    `force` replaces a week already in the exchange (students who fetched keep their copy).
+    """
+    from nbgrader.apps import NbGraderAPI
+    from nbgrader.api import Gradebook
+    from autograder.pipeline.build import CoursePaths, put_venv_on_path, build_week
+
+    week = course.week(week_id)
+    if week.state != "ready":
+        raise WorkflowError(f"week {week_id} is {week.state!r}, not 'ready'; set state: ready in course.yaml "
+                            "once its reference, tests and release are done")
+    exchange = check_exchange(settings)
+    root = Path(root).resolve()
+    if not CoursePaths(root).release(week_id).is_dir():
+        build_week(course, week_id, root)
+    outbound = exchange / settings.course_id / "outbound" / week_id
+    if outbound.exists() and not force:
+        raise WorkflowError(f"week {week_id} is already in the exchange ({outbound}); release again with force=True "
+                            "to replace it")
+    put_venv_on_path()
+    config = instructor_config(root, settings)
+    config.ExchangeReleaseAssignment.force = force
+    (root / "gradebook").mkdir(exist_ok=True)
+    with Gradebook(config.CourseDirectory.db_url, settings.course_id) as gb:
+        gb.update_or_create_assignment(week_id, duedate=as_utc_naive(week.due))
+    api = NbGraderAPI(config=config)
+    check_result(api.release_assignment(week_id), f"releasing {week_id}")
+    return outbound
+
