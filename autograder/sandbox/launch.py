@@ -263,8 +263,9 @@ class Zygote:
 class ZygotePool:
     """Booted zygotes for one grading run: idle ones are reused, one is kept booting ahead."""
 
-    def __init__(self, spec: WorkerSpec):
+    def __init__(self, spec: WorkerSpec, spare: bool = True):
         self.spec = spec
+        self.spare = spare  # keep one booting ahead: worth it only when more submissions follow
         self._idle: list[Zygote] = []
         self._all: list[Zygote] = []
 
@@ -272,9 +273,9 @@ class ZygotePool:
         zygote = self._idle.pop() if self._idle else self._start()
         return zygote
 
-    def warm(self) -> None:
+    def warm(self, first: bool = False) -> None:
         """Have one zygote booting or idle, so the next submission does not wait for torch."""
-        if not self._idle:
+        if not self._idle and (first or self.spare):
             self._idle.append(self._start())
 
     def release(self, zygote: Zygote) -> None:

@@ -69,7 +69,7 @@ class SubmissionPlugin:
         self._last_item: dict[str, str] = {}
         self.pool = pool
         if pool is not None:
-            pool.warm()  # torch is imported in the sandbox while pytest collects the suite
+            pool.warm(first=True)  # torch is imported in the sandbox while pytest collects the suite
 
     # -- collection --------------------------------------------------------------------
     def pytest_configure(self, config: pytest.Config) -> None:
@@ -239,7 +239,8 @@ def plugin_from_config(config: dict) -> SubmissionPlugin:
                           forbidden=config.get("forbidden", []),
                           denied_paths=[Path(p) for p in config.get("denied_paths", []) + item.get("denied_paths", [])],
                           limits=limits, sandbox=config.get("sandbox", "auto"))
-        pool = pool or ZygotePool(spec)  # one sandbox recipe per run: week, helpers, forbidden APIs
+        # one sandbox recipe per run (week, helpers, forbidden APIs); a spare only for batches
+        pool = pool or ZygotePool(spec, spare=len(config["submissions"]) > 1)
         client = WorkerClient(spec, import_timeout=config.get("import_timeout_s", 60.0), pool=pool)
         parts = item.get("forbidden_parts", {})
         entries.append(SubmissionEntry(name=item["name"], only=item.get("only"),
