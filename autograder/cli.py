@@ -214,6 +214,72 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _settings(args: argparse.Namespace, course: Course):
+    from autograder.workflow.settings import settings_from_course
+
+    return settings_from_course(course, getattr(args, "exchange", None))
+
+
+def _student(args: argparse.Namespace) -> str:
+    import getpass
+
+    return args.student or getpass.getuser()
+
+
+def cmd_release(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from autograder.workflow import due_weeks, release_week
+
+    course, root = _course(args)
+    settings = _settings(args, course)
+    weeks = due_weeks(course, dt.date.today()) if args.due else args.weeks
+    if not weeks:
+        raise UsageError("name the weeks to release, or use --due for every ready week whose date has come")
+    for week_id in weeks:
+        outbound = release_week(course, root, week_id, settings, force=args.force)
+        console.print(f"released {week_id} to {outbound}")
+    return 0
+
+
+def cmd_fetch(args: argparse.Namespace) -> int:
+    from autograder.workflow import fetch_week
+
+    course, _ = _course(args)
+    folder = fetch_week(args.week, _student(args), Path(args.dest), _settings(args, course))
+    console.print(f"fetched {args.week} into {folder}; open it in JupyterLab (`jupyter lab {folder}`)")
+    return 0
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from autograder.workflow import submit_week
+
+    course, _ = _course(args)
+    week = course.week(args.week)
+    what = Path(args.notebook) if args.notebook else Path.cwd() / week.id
+    if not what.exists():
+        raise UsageError(f"{what} does not exist: name the notebook to submit")
+    stamp = submit_week(args.week, _student(args), what, _settings(args, course))
+    console.print(f"submitted {args.week} as {_student(args)} at {stamp}")
+    return 0
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    from autograder.workflow import collect_week
+
+    course, root = _course(args)
+    collected = collect_week(course, root, args.week, _settings(args, course))
+    table = Table(title=f"{args.week}: {len(collected)} submissions")
+    for column in ("student", "submitted at (UTC)", "late by", "notebook"):
+        table.add_column(column)
+    for item in collected:
+        late = str(item.late_by).split(".")[0] if item.late_by.total_seconds() > 0 else ""
+        table.add_row(item.student, item.submitted_at.strftime("%Y-%m-%d %H:%M:%S"), late,
+                      str(item.notebook.relative_to(root)) if item.notebook.is_relative_to(root) else str(item.notebook))
+    console.print(table)
+    return 0
+
+
 # -- the parser ------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -254,6 +320,33 @@ def build_parser() -> argparse.ArgumentParser:
                    help="local sandbox (default from course.yaml: auto uses bubblewrap where installed)")
     p.set_defaults(run=cmd_grade)
 
+    exchange_help = "nbgrader's exchange folder (default: course.yaml's workflow.exchange)"
+    p = commands.add_parser("release", help="release weeks into the nbgrader exchange (instructor)")
+    p.add_argument("weeks", nargs="*", metavar="WEEK")
+    p.add_argument("--due", action="store_true", help="every ready week whose release date has come")
+    p.add_argument("--force", action="store_true", help="replace a week already in the exchange")
+    p.add_argument("--exchange", metavar="DIR", help=exchange_help)
+    p.set_defaults(run=cmd_release)
+
+    p = commands.add_parser("fetch", help="fetch a released week to work on (student)")
+    p.add_argument("week", metavar="WEEK")
+    p.add_argument("--student", metavar="ID", help="your student id (default: your user name)")
+    p.add_argument("--dest", default=".", metavar="DIR", help="where to put the week's folder (default: here)")
+    p.add_argument("--exchange", metavar="DIR", help=exchange_help)
+    p.set_defaults(run=cmd_fetch)
+
+    p = commands.add_parser("submit", help="submit a week's notebook (student)")
+    p.add_argument("week", metavar="WEEK")
+    p.add_argument("notebook", nargs="?", metavar="NOTEBOOK", help="default: the fetched week's folder here")
+    p.add_argument("--student", metavar="ID", help="your student id (default: your user name)")
+    p.add_argument("--exchange", metavar="DIR", help=exchange_help)
+    p.set_defaults(run=cmd_submit)
+
+    p = commands.add_parser("collect", help="collect a week's submissions with their timestamps (instructor)")
+    p.add_argument("week", metavar="WEEK")
+    p.add_argument("--exchange", metavar="DIR", help=exchange_help)
+    p.set_defaults(run=cmd_collect)
+
     p = commands.add_parser("demo", help="grade the answer key, the released notebook and a known bug")
     p.add_argument("--week", default="m1w01", metavar="WEEK")
     p.add_argument("--sandbox", choices=["auto", "bwrap", "none"], default=None)
@@ -279,8 +372,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         from autograder.grading.run import GradingError
         from autograder.pipeline.build import BuildError
+        from autograder.workflow.settings import WorkflowError
 
-        if isinstance(exc, (GradingError, BuildError)):
+        if isinstance(exc, (GradingError, BuildError, WorkflowError)):
             err.print(f"course {args.command}: {exc}", markup=False)
             return 1
         raise

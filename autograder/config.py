@@ -34,6 +34,15 @@ class GradingLimits(_Strict):
     sandbox: Literal["auto", "bwrap", "none"] = "auto"
 
 
+class Workflow(_Strict):
+    """nbgrader's exchange and the late policy."""
+
+    course_id: str = Field("vitssl", pattern=r"^[A-Za-z0-9_.@-]+$")
+    exchange: str = "/srv/nbgrader/exchange"
+    late_policy: Literal["none", "zero", "per_day"] = "none"
+    penalty_per_day: float = Field(0.1, ge=0, le=1, description="fraction of the points per started day")
+
+
 class Module(_Strict):
     id: int = Field(ge=1)
     title: str
@@ -75,6 +84,7 @@ class Course(_Strict):
     modules: list[Module]
     weeks: list[Week]
     grading: GradingLimits = GradingLimits()
+    workflow: Workflow = Workflow()
 
     @model_validator(mode="after")
     def _consistent(self) -> "Course":

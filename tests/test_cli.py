@@ -68,3 +68,34 @@ def test_check_runs_public_tests_from_the_shell(toy, tmp_path):
     placeholder = root / "release" / "m1w01" / "m1w01_toy.ipynb"
     result = course("check", "m1w01", str(placeholder), cwd=root)
     assert "0 of 1 public tests passed" in result.stdout and "not implemented yet" in result.stdout
+
+
+def test_release_fetch_submit_collect_from_the_shell(toy, tmp_path):
+    """The nbgrader workflow as two students and an instructor would type it."""
+    _, root = toy
+    exchange = tmp_path / "exchange"
+    exchange.mkdir()
+    assert course("release", "m1w01", "--exchange", str(exchange), cwd=root).returncode == 0
+    again = course("release", "m1w01", "--exchange", str(exchange), cwd=root)
+    assert again.returncode == 1 and "already in the exchange" in again.stderr
+    for student in ("alice", "bob"):
+        home = tmp_path / student
+        home.mkdir()
+        fetched = course("fetch", "m1w01", "--student", student, "--dest", str(home), "--exchange", str(exchange),
+                         cwd=root)
+        assert fetched.returncode == 0, fetched.stderr
+        notebook = home / "m1w01" / "m1w01_toy.ipynb"
+        assert notebook.is_file()
+        submitted = course("submit", "m1w01", str(notebook), "--student", student, "--exchange", str(exchange),
+                           cwd=root)
+        assert submitted.returncode == 0, submitted.stderr
+    collected = course("collect", "m1w01", "--exchange", str(exchange), cwd=root)
+    assert collected.returncode == 0, collected.stderr
+    assert "2 submissions" in collected.stdout and "alice" in collected.stdout and "bob" in collected.stdout
+
+
+def test_workflow_errors_are_one_sentence(toy, tmp_path):
+    _, root = toy
+    missing = course("fetch", "m1w01", "--student", "alice", "--exchange", str(tmp_path / "nowhere"), cwd=root)
+    assert missing.returncode == 1 and "Traceback" not in missing.stderr
+    assert "exchange" in missing.stderr

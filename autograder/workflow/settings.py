@@ -1,4 +1,4 @@
-"""Workflow settings (to become course.yaml keys) and the workflow's one error type."""
+"""Workflow settings (course.yaml's `workflow` block) and the workflow's one error type."""
 
 from __future__ import annotations
 
@@ -28,3 +28,10 @@ class WorkflowSettings:
         if not self.course_id or "+" in self.course_id or "/" in self.course_id:
             raise WorkflowError(f"course_id must be a non-empty name without '+' or '/', not {self.course_id!r}")
         object.__setattr__(self, "exchange", Path(self.exchange))
+
+
+def settings_from_course(course, exchange: str | Path | None = None) -> WorkflowSettings:
+    """The course's workflow block as settings; `exchange` overrides the folder (a flag, a test)."""
+    block = course.workflow
+    return WorkflowSettings(course_id=block.course_id, exchange=Path(exchange or block.exchange),
+                            late_policy=block.late_policy, penalty_per_day=block.penalty_per_day)
