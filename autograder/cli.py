@@ -280,6 +280,37 @@ def cmd_collect(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_autograde(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from autograder.grading.autograde import autograde_week
+    from autograder.workflow.collect import read_collected
+
+    course, root = _course(args)
+    week = course.week(args.week)
+    total = len([c for c in read_collected(root, week) if not args.student or c.student in args.student])
+    columns = (TextColumn("autograding {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task(week.id, total=total)
+
+        def finished(student: str, earned: float, possible: float) -> None:
+            progress.console.print(f"  {student}: {earned:g} / {possible:g}")
+            progress.advance(task)
+
+        graded = autograde_week(course, root, week.id, _settings(args, course), students=args.student,
+                                jobs=args.jobs, sandbox=args.sandbox, on_progress=finished)
+    table = Table(title=f"{week.id}: {len(graded)} graded")
+    for column in ("student", "tests", "score", "late policy"):
+        table.add_column(column)
+    for item in graded:
+        tests = f"{item.result.earned:g}/{item.result.possible:g}" if item.result.tests else "not graded"
+        table.add_row(item.student, tests, f"{item.score:g} / {week.points:g}", item.late_note)
+    console.print(table)
+    scores = [item.score for item in graded]
+    console.print(f"mean {sum(scores) / len(scores):.1f}, results in {root / '.course-work' / 'autograded'}")
+    return 0
+
+
 # -- the parser ------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -346,6 +377,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("week", metavar="WEEK")
     p.add_argument("--exchange", metavar="DIR", help=exchange_help)
     p.set_defaults(run=cmd_collect)
+
+    p = commands.add_parser("autograde", help="grade every collected submission of a week (instructor)")
+    p.add_argument("week", metavar="WEEK")
+    p.add_argument("--jobs", type=int, default=1, metavar="N", help="batches graded side by side (default 1)")
+    p.add_argument("--student", action="append", metavar="ID", help="only this student (repeatable)")
+    p.add_argument("--backend", choices=["local"], default="local", help="where workers run")
+    p.add_argument("--sandbox", choices=["auto", "bwrap", "none"], default=None)
+    p.add_argument("--exchange", metavar="DIR", help="nbgrader's exchange folder (for the late policy settings)")
+    p.set_defaults(run=cmd_autograde)
 
     p = commands.add_parser("demo", help="grade the answer key, the released notebook and a known bug")
     p.add_argument("--week", default="m1w01", metavar="WEEK")

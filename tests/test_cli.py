@@ -93,6 +93,12 @@ def test_release_fetch_submit_collect_from_the_shell(toy, tmp_path):
     assert collected.returncode == 0, collected.stderr
     assert "2 submissions" in collected.stdout and "alice" in collected.stdout and "bob" in collected.stdout
 
+    graded = course("autograde", "m1w01", "--jobs", "2", "--exchange", str(exchange), cwd=root)
+    assert graded.returncode == 0, graded.stderr
+    assert "alice: 0 / 5" in graded.stdout and "bob: 0 / 5" in graded.stdout  # placeholders, as fetched
+    results = json.loads((root / ".course-work" / "autograded" / "alice" / "m1w01" / "results.json").read_text())
+    assert results["score"] == 0 and "Submitted on time" in results["output"]
+
 
 def test_workflow_errors_are_one_sentence(toy, tmp_path):
     _, root = toy

@@ -16,6 +16,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from autograder.config import Course, GradingLimits
 from autograder.pipeline.build import CoursePaths
@@ -58,8 +59,12 @@ class GradeResult:
 
 
 def grade(course: Course, root: Path, week_id: str, submissions: list[Submitted], suite: str = "hidden",
-          sandbox: str | None = None, extra_pytest_args: list[str] | None = None) -> dict[str, GradeResult]:
-    """Grade each submission against the week's `hidden` (or `public`) suite."""
+          sandbox: str | None = None, extra_pytest_args: list[str] | None = None,
+          on_progress: Callable[[str, float, float], None] | None = None) -> dict[str, GradeResult]:
+    """Grade each submission against the week's `hidden` (or `public`) suite.
+
+    `on_progress(name, earned, possible)` is called as each submission's tests finish.
+    """
     week = course.week(week_id)
     paths = CoursePaths(root)
     suite_dir = paths.assignment(week_id) / suite
@@ -78,9 +83,11 @@ def grade(course: Course, root: Path, week_id: str, submissions: list[Submitted]
             entry = _prepare(item, index, work, week.forbidden, week.id, result)
             if entry is not None:
                 prepared.append(entry)
+            elif on_progress is not None:
+                on_progress(item.name, 0.0, 0.0)
         if prepared:
             outcomes, outputs, log = _run_suite(course, root, week_id, suite_dir, prepared, work, limits,
-                                                sandbox, extra_pytest_args or [])
+                                                sandbox, extra_pytest_args or [], on_progress)
             for outcome in outcomes:
                 results[outcome.submission].tests.append(outcome)
             for entry in prepared:
@@ -118,14 +125,17 @@ def _prepare(item: Submitted, index: int, work: Path, forbidden: list[str], week
 
 
 def _run_suite(course: Course, root: Path, week_id: str, suite_dir: Path, prepared: list[dict], work: Path,
-               limits: GradingLimits, sandbox: str | None,
-               extra: list[str]) -> tuple[list[TestOutcome], dict[str, str], str]:
+               limits: GradingLimits, sandbox: str | None, extra: list[str],
+               on_progress: Callable[[str, float, float], None] | None = None,
+               ) -> tuple[list[TestOutcome], dict[str, str], str]:
     paths = CoursePaths(root)
     outcomes_path = work / "outcomes.json"
+    progress_path = work / "progress.jsonl"
     config = {
         "week": week_id,
         "submissions": prepared,
         "outcomes_path": str(outcomes_path),
+        "progress_path": str(progress_path),
         "limits": {"memory_mb": limits.memory_mb, "cpu_seconds": limits.cpu_seconds,
                    "processes": limits.processes, "file_size_mb": limits.file_size_mb},
         "test_timeout_s": limits.test_timeout_s,
@@ -148,11 +158,7 @@ def _run_suite(course: Course, root: Path, week_id: str, suite_dir: Path, prepar
                "--rootdir", str(suite_dir), "-o", "addopts=", "--no-header", "-rN", *extra]
     budget = limits.submission_timeout_s * len(prepared) + limits.import_timeout_s + 120
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", OMP_NUM_THREADS="1")
-    try:
-        proc = subprocess.run(command, capture_output=True, text=True, timeout=budget, env=env, cwd=root)
-        log = proc.stdout + proc.stderr
-    except subprocess.TimeoutExpired as exc:
-        log = f"the grading run exceeded {budget:.0f} s and was stopped\n{exc.stdout or ''}"
+    log = _run_reporting_progress(command, env, root, budget, progress_path, on_progress)
     if not outcomes_path.exists():
         raise GradingError(f"the test suite for {week_id} did not run:\n{log[-4000:]}")
     data = json.loads(outcomes_path.read_text())
@@ -160,6 +166,44 @@ def _run_suite(course: Course, root: Path, week_id: str, suite_dir: Path, prepar
     if not outcomes and "error" in log.lower():
         raise GradingError(f"the test suite for {week_id} failed to load:\n{log[-4000:]}")
     return outcomes, data.get("outputs", {}), log
+
+
+def _run_reporting_progress(command: list[str], env: dict, cwd: Path, budget: float, progress_path: Path,
+                            on_progress: Callable[[str, float, float], None] | None) -> str:
+    """Run the trusted pytest process; pass on each submission's total as its tests finish."""
+    with tempfile.TemporaryFile("w+") as output:
+        proc = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, text=True, env=env, cwd=cwd)
+        deadline, reported = time.monotonic() + budget, 0
+        while True:
+            try:
+                proc.wait(timeout=0.5)
+                finished = True
+            except subprocess.TimeoutExpired:
+                finished = False
+            reported = _report(progress_path, reported, on_progress)
+            if finished:
+                break
+            if time.monotonic() > deadline:
+                proc.kill()
+                proc.wait()
+                output.write(f"\nthe grading run exceeded {budget:.0f} s and was stopped\n")
+                break
+        output.seek(0)
+        return output.read()
+
+
+def _report(progress_path: Path, already: int, on_progress: Callable[[str, float, float], None] | None) -> int:
+    if on_progress is None or not progress_path.exists():
+        return already
+    lines = progress_path.read_text().splitlines()
+    for line in lines[already:]:
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError:
+            return already  # a line half written: read it next time
+        on_progress(item["submission"], item["earned"], item["possible"])
+        already += 1
+    return already
 
 
 def grade_in_process(course: Course, root: Path, week_id: str, submissions: list[Submitted],

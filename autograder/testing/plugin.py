@@ -67,6 +67,7 @@ class SubmissionPlugin:
         self.default_visibility = default_visibility
         self.outcomes: list[TestOutcome] = []
         self._last_item: dict[str, str] = {}
+        self.progress_path: str | None = None  # a JSON line per finished submission, for progress bars
         self.pool = pool
         if pool is not None:
             pool.warm(first=True)  # torch is imported in the sandbox while pytest collects the suite
@@ -103,8 +104,16 @@ class SubmissionPlugin:
     def pytest_runtest_teardown(self, item: pytest.Item) -> None:
         name = _submission_of(item)
         entry = self.entries.get(name)
-        if entry is not None and entry.client is not None and self._last_item.get(name) == item.nodeid:
+        if entry is None or self._last_item.get(name) != item.nodeid:
+            return
+        if entry.client is not None:
             entry.client.close()  # its last test is done: the zygote moves on to the next submission
+        if self.progress_path is not None:
+            done = [o for o in self.outcomes if o.submission == name]
+            line = {"submission": name, "earned": sum(o.points for o in done if o.passed),
+                    "possible": sum(o.points for o in done)}
+            with open(self.progress_path, "a") as handle:
+                handle.write(json.dumps(line) + "\n")
 
     # -- fixtures and deadlines --------------------------------------------------------
     @pytest.fixture
@@ -246,4 +255,6 @@ def plugin_from_config(config: dict) -> SubmissionPlugin:
         entries.append(SubmissionEntry(name=item["name"], only=item.get("only"),
                                        budget_s=config.get("submission_timeout_s"), client=client,
                                        factory=lambda c=client, p=parts: RemoteSubmission(c, p)))
-    return SubmissionPlugin(entries, test_timeout_s=config.get("test_timeout_s", 60.0), pool=pool)
+    plugin = SubmissionPlugin(entries, test_timeout_s=config.get("test_timeout_s", 60.0), pool=pool)
+    plugin.progress_path = config.get("progress_path")
+    return plugin

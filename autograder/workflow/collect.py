@@ -36,12 +36,17 @@ def collect_week(course: Course, root: Path, week_id: str, settings: WorkflowSet
     (root / "gradebook").mkdir(exist_ok=True)
     api = NbGraderAPI(config=instructor_config(root, settings))
     check_result(api.collect(week_id, update=True), f"collecting {week_id}")
-    collected = [_read(folder, week) for folder in sorted(submitted_folder(root).glob(f"*/{week_id}"))]
-    collected = [c for c in collected if c is not None]
+    collected = read_collected(root, week)
     if not collected:
         raise WorkflowError(f"nothing to collect for {week_id}: no student has submitted it yet "
                             f"(submissions arrive in {inbound})")
     return collected
+
+
+def read_collected(root: Path, week) -> list[Collected]:
+    """The week's submissions already collected into the course folder, sorted by student."""
+    found = [_read(folder, week) for folder in sorted(submitted_folder(Path(root)).glob(f"*/{week.id}"))]
+    return [c for c in found if c is not None]
 
 
 def _read(folder: Path, week) -> Collected | None:

@@ -1,0 +1,70 @@
+"""Autograding a collected week: every submission in sandboxed workers, in parallel batches.
+
+Each batch is one trusted pytest process (its imports paid once) grading several
+submissions one after another; `jobs` batches run side by side. A broken, hostile or
+slow submission costs its own time only. Each student's results.json and feedback.md
+are written to `.course-work/autograded/<student>/<week>/`, with the late policy applied.
+"""
+
+from __future__ import annotations
+
+import math
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from autograder.config import Course
+from autograder.grading.report import feedback_markdown, results_json, write_json_atomically
+from autograder.grading.run import GradeResult, Submitted, grade
+from autograder.workflow.collect import Collected, read_collected
+from autograder.workflow.late import apply_late_policy
+from autograder.workflow.nbconfig import COURSE_WORK
+from autograder.workflow.settings import WorkflowError, WorkflowSettings
+
+
+@dataclass
+class Autograded:
+    student: str
+    result: GradeResult
+    score: float        # the week's points, after the late policy
+    late_note: str
+    results_path: Path
+
+
+def autograde_week(course: Course, root: Path, week_id: str, settings: WorkflowSettings,
+                   students: list[str] | None = None, jobs: int = 1, sandbox: str | None = None,
+                   on_progress: Callable[[str, float, float], None] | None = None) -> list[Autograded]:
+    week = course.week(week_id)
+    collected = [c for c in read_collected(root, week) if not students or c.student in students]
+    if not collected:
+        raise WorkflowError(f"no collected submissions of {week_id}" +
+                            (f" for {', '.join(students)}" if students else "") + ": run `course collect` first")
+    batches = _batches(collected, jobs)
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        graded = pool.map(lambda batch: grade(course, root, week_id, [Submitted(c.student, c.notebook)
+                                                                       for c in batch],
+                                              sandbox=sandbox, on_progress=on_progress), batches)
+        results = {name: result for batch in graded for name, result in batch.items()}
+    return [_write(course, root, week_id, c, results[c.student], settings) for c in collected]
+
+
+def _batches(collected: list[Collected], jobs: int) -> list[list[Collected]]:
+    """`jobs` batches of about equal size: the trusted imports are paid once per batch."""
+    size = max(1, math.ceil(len(collected) / max(1, jobs)))
+    return [collected[i:i + size] for i in range(0, len(collected), size)]
+
+
+def _write(course: Course, root: Path, week_id: str, item: Collected, result: GradeResult,
+           settings: WorkflowSettings) -> Autograded:
+    week = course.week(week_id)
+    data = results_json(result, week.points)
+    raw = data["extra_data"]["scaled_score"]
+    score, note = apply_late_policy(raw, week.points, item.late_by, settings)
+    data["extra_data"].update({"late_by_seconds": item.late_by.total_seconds(), "score_after_late_policy": score,
+                               "late_policy": note, "submitted_at": item.submitted_at.isoformat()})
+    data["output"] = (data["output"] + "\n" if data["output"] else "") + note
+    folder = Path(root) / COURSE_WORK / "autograded" / item.student / week_id
+    write_json_atomically(data, folder / "results.json")
+    (folder / "feedback.md").write_text(feedback_markdown(result, week.title) + f"\n{note}\n")
+    return Autograded(item.student, result, score, note, folder / "results.json")
