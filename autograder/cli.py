@@ -311,6 +311,32 @@ def cmd_autograde(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_gradebook(args: argparse.Namespace) -> int:
+    from autograder.grading.autograde import failure_rates
+    from autograder.workflow.nbconfig import gradebook_url
+    from gradebook.report import write_html_report
+    from gradebook.table import scores_table, write_csv
+
+    course, root = _course(args)
+    if not (root / "gradebook" / "gradebook.db").is_file():
+        raise UsageError("there is no gradebook yet: `course release` a week first")
+    url, course_id = gradebook_url(root), course.workflow.course_id
+    rows = scores_table(url, course_id)
+    weeks = sorted({week for row in rows for week in row["scores"]})
+    table = Table(title=f"{course.title}: {len(rows)} students")
+    for column in ["student", *weeks, "total"]:
+        table.add_column(column)
+    for row in rows:
+        cells = [("-" if row["scores"].get(w) is None else f"{row['scores'][w]:g}") for w in weeks]
+        table.add_row(row["id"], *cells, f"{row['total']:g} / {row['max_total']:g}")
+    console.print(table)
+    if args.csv:
+        console.print(f"CSV: {write_csv(rows, args.csv)}")
+    if args.html:
+        console.print(f"report: {write_html_report(url, course_id, args.html, failure_rates(root))}")
+    return 0
+
+
 # -- the parser ------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -386,6 +412,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sandbox", choices=["auto", "bwrap", "none"], default=None)
     p.add_argument("--exchange", metavar="DIR", help="nbgrader's exchange folder (for the late policy settings)")
     p.set_defaults(run=cmd_autograde)
+
+    p = commands.add_parser("gradebook", help="students by weeks from nbgrader's gradebook (instructor)")
+    p.add_argument("--csv", metavar="FILE", help="export one row per student (Canvas-style columns)")
+    p.add_argument("--html", metavar="FILE", help="write a report: score distributions, most-failed tests, "
+                   "late and missing submissions")
+    p.set_defaults(run=cmd_gradebook)
 
     p = commands.add_parser("demo", help="grade the answer key, the released notebook and a known bug")
     p.add_argument("--week", default="m1w01", metavar="WEEK")

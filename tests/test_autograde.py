@@ -10,7 +10,9 @@ import yaml
 
 from autograder.config import load_course
 from autograder.grading.autograde import autograde_week
-from autograder.workflow.settings import settings_from_course
+from autograder.workflow import release_week
+from autograder.workflow.settings import WorkflowSettings, settings_from_course
+from gradebook.table import scores_table
 from tests.conftest import HONEST_SOFTMAX
 
 STAMP_ON_TIME = "2027-01-17 12:00:00.000000 UTC"
@@ -35,6 +37,10 @@ def course_with_submissions(toy):
     data["weeks"][0]["due"] = "2027-01-18T23:59:00"
     data["workflow"] = {"late_policy": "per_day", "penalty_per_day": 0.1}
     (root / "course.yaml").write_text(yaml.safe_dump(data))
+    course = load_course(root / "course.yaml")
+    exchange = root.parent / "exchange"
+    exchange.mkdir()
+    release_week(course, root, "m1w01", WorkflowSettings(exchange=exchange))  # the gradebook learns the week
     _collected(root, "alice", HONEST_SOFTMAX, STAMP_ON_TIME)
     _collected(root, "mallory", HONEST_SOFTMAX + "\nwhile True:\n    pass\n", STAMP_ON_TIME)
     _collected(root, "bob", HONEST_SOFTMAX, STAMP_LATE)
@@ -57,6 +63,9 @@ def test_parallel_autograde_with_a_hostile_submission(course_with_submissions):
     assert "2 started days" in by_student["bob"].late_note
     saved = json.loads((root / ".course-work" / "autograded" / "bob" / "m1w01" / "results.json").read_text())
     assert saved["extra_data"]["score_after_late_policy"] == pytest.approx(80.0)
+    table = {row["id"]: row for row in scores_table(f"sqlite:///{root / 'gradebook' / 'gradebook.db'}", "vitssl")}
+    assert table["alice"]["scores"]["m1w01"] == pytest.approx(5.0), "one score per part, in nbgrader's gradebook"
+    assert table["carol"]["scores"]["m1w01"] == 0
 
 
 @pytest.mark.slow

@@ -66,7 +66,9 @@ def test_answer_key_keeps_solutions_and_nbgrader_roles(toy):
     assert solutions[0].metadata["nbgrader"]["grade_id"] == "softmax"
     assert all(c.metadata["nbgrader"]["locked"] for c in nb.cells if c not in solutions)
     demo = [c for c in nb.cells if "demo" in c.metadata.get("tags", [])]
-    assert len(demo) == 1
+    assert len(demo) == 2
+    part = [c for c in nb.cells if c.metadata["nbgrader"]["grade_id"] == "part-softmax"]
+    assert len(part) == 1 and part[0].metadata["nbgrader"]["points"] == 5.0
 
 
 @pytest.mark.parametrize("week", ["m1w01"])

@@ -99,6 +99,14 @@ def test_release_fetch_submit_collect_from_the_shell(toy, tmp_path):
     results = json.loads((root / ".course-work" / "autograded" / "alice" / "m1w01" / "results.json").read_text())
     assert results["score"] == 0 and "Submitted on time" in results["output"]
 
+    report, csv = tmp_path / "report.html", tmp_path / "grades.csv"
+    book = course("gradebook", "--csv", str(csv), "--html", str(report), cwd=root)
+    assert book.returncode == 0, book.stderr
+    assert "alice" in book.stdout and "bob" in book.stdout
+    assert csv.read_text().splitlines()[0].startswith("Student,ID")
+    html = report.read_text()
+    assert "<img" in html and "test_softmax_values" in html
+
 
 def test_workflow_errors_are_one_sentence(toy, tmp_path):
     _, root = toy

@@ -8,6 +8,7 @@ are written to `.course-work/autograded/<student>/<week>/`, with the late policy
 
 from __future__ import annotations
 
+import json
 import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -46,7 +47,25 @@ def autograde_week(course: Course, root: Path, week_id: str, settings: WorkflowS
                                                                        for c in batch],
                                               sandbox=sandbox, on_progress=on_progress), batches)
         results = {name: result for batch in graded for name, result in batch.items()}
-    return [_write(course, root, week_id, c, results[c.student], settings) for c in collected]
+    done = [_write(course, root, week_id, c, results[c.student], settings) for c in collected]
+    _record(root, week_id, settings, collected, done)
+    return done
+
+
+def _record(root: Path, week_id: str, settings: WorkflowSettings, collected: list[Collected],
+            done: list[Autograded]) -> None:
+    """One score per part into nbgrader's gradebook, where formgrader and its exports see them."""
+    from autograder.workflow.nbconfig import gradebook_url
+    from gradebook.store import GradebookError, record_autograde
+
+    info = json.loads((Path(root) / "release" / week_id / "week.json").read_text())
+    for item, graded in zip(collected, done):
+        try:
+            record_autograde(gradebook_url(Path(root)), settings.course_id, week_id, item.student,
+                             info["notebook"], graded.result, info.get("parts", []), timestamp=item.submitted_at)
+        except GradebookError as exc:
+            raise WorkflowError(f"results are in .course-work/autograded, but the gradebook cannot take them: "
+                                f"{exc}; release {week_id} with `course release` first") from None
 
 
 def _batches(collected: list[Collected], jobs: int) -> list[list[Collected]]:
@@ -68,3 +87,15 @@ def _write(course: Course, root: Path, week_id: str, item: Collected, result: Gr
     write_json_atomically(data, folder / "results.json")
     (folder / "feedback.md").write_text(feedback_markdown(result, week.title) + f"\n{note}\n")
     return Autograded(item.student, result, score, note, folder / "results.json")
+
+
+def failure_rates(root: Path) -> dict[str, dict[str, float]]:
+    """week -> {test: share of graded submissions that failed it}, from the autograded results."""
+    counts: dict[str, dict[str, list[int]]] = {}
+    for path in sorted((Path(root) / COURSE_WORK / "autograded").glob("*/*/results.json")):
+        week = path.parent.name
+        for test in json.loads(path.read_text()).get("tests", []):
+            failed, seen = counts.setdefault(week, {}).setdefault(test["name"], [0, 0])
+            counts[week][test["name"]] = [failed + (test["status"] != "passed"), seen + 1]
+    return {week: {name: failed / seen for name, (failed, seen) in tests.items()}
+            for week, tests in counts.items()}

@@ -19,6 +19,7 @@ import ast
 import filecmp
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -31,6 +32,7 @@ import nbformat
 from autograder.config import Course, Week
 
 SOLUTION_BEGIN = "### BEGIN SOLUTION"
+CHECK_CALL = re.compile(r"""\bcheck\(\s*["'](\w+)["']\s*,\s*["'](\w+)["']""")
 PUBLIC_TESTS_DIR = "public_tests"
 
 
@@ -64,6 +66,8 @@ def source_notebook(week: Week, root: Path) -> nbformat.NotebookNode:
     if not path.is_file():
         raise BuildError(f"{path} does not exist (course.yaml weeks[{week.id}].reference)")
     nb = jupytext.read(path, fmt="py:percent")
+    part_points = hidden_suite_size(root / "assignments" / week.id / "hidden",
+                                    [p for c in nb.cells if (p := check_part(c, week.id))])["parts"]
     nb.metadata.pop("jupytext", None)
     nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
     nb.metadata["language_info"] = {"name": "python"}
@@ -71,15 +75,30 @@ def source_notebook(week: Week, root: Path) -> nbformat.NotebookNode:
     for index, cell in enumerate(nb.cells):
         cell.id = f"{week.id}-{index:03d}"
         cell.metadata.pop("lines_to_next_cell", None)
-        cell.metadata["nbgrader"] = _nbgrader_metadata(cell, week.id, index, used_ids)
+        cell.metadata["nbgrader"] = _nbgrader_metadata(cell, week.id, index, used_ids, part_points)
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
     nbformat.validate(nb)
     return nb
 
 
-def _nbgrader_metadata(cell: nbformat.NotebookNode, week: str, index: int, used: set[str]) -> dict:
+def check_part(cell: nbformat.NotebookNode, week: str) -> str | None:
+    """The part a self-check cell checks: `check("<week>", "<part>")`."""
+    match = CHECK_CALL.search(cell.source) if cell.cell_type == "code" else None
+    return match.group(2) if match and match.group(1) == week else None
+
+
+def _nbgrader_metadata(cell: nbformat.NotebookNode, week: str, index: int, used: set[str],
+                       part_points: dict[str, float]) -> dict:
+    """nbgrader's role for a cell. A part's self-check cell is that part's autograded grade
+    cell in the gradebook (`part-<part>`, worth the part's hidden points): formgrader shows
+    one score per part, and the autograder fills it in."""
     given = dict(cell.metadata.get("nbgrader", {}))
+    part = check_part(cell, week)
+    if part and part_points.get(part) and f"part-{part}" not in used and not given:
+        used.add(f"part-{part}")
+        return {"grade": True, "solution": False, "locked": True, "points": part_points[part],
+                "grade_id": f"part-{part}", "schema_version": 3}
     is_solution = SOLUTION_BEGIN in cell.source
     grade_id = given.get("grade_id") or _cell_name(cell, is_solution) or f"{week}-cell-{index:03d}"
     if grade_id in used:
@@ -102,8 +121,13 @@ def _cell_name(cell: nbformat.NotebookNode, is_solution: bool) -> str | None:
     return names[0] if names else None
 
 
-def build_week(course: Course, week_id: str, root: Path, into: Path | None = None) -> Path:
-    """Build one week's release; into `into` (a release folder) or `release/<week>/`."""
+def build_week(course: Course, week_id: str, root: Path, into: Path | None = None,
+               db_url: str | None = None) -> Path:
+    """Build one week's release; into `into` (a release folder) or `release/<week>/`.
+
+    With `db_url`, nbgrader records the week's notebook and grade cells in that gradebook
+    (the course's own, when releasing); otherwise in a throwaway one.
+    """
     from nbgrader.apps import NbGraderAPI
     from traitlets.config import Config
 
@@ -114,15 +138,18 @@ def build_week(course: Course, week_id: str, root: Path, into: Path | None = Non
         work = Path(tmp)
         source = work / "source" / week_id
         source.mkdir(parents=True)
-        nbformat.write(source_notebook(week, root), source / f"{week.slug}.ipynb")
+        notebook = source_notebook(week, root)
+        nbformat.write(notebook, source / f"{week.slug}.ipynb")
         _copy_tree(paths.assignment(week_id) / "public", source / PUBLIC_TESTS_DIR, "*.py")
         _copy_tree(paths.assignment(week_id) / "helpers", source, "*")
-        info = {"week": week.id, "title": week.title, "notebook": f"{week.slug}.ipynb",
+        parts = [p for c in notebook.cells if (p := check_part(c, week.id))]
+        info = {"week": week.id, "title": week.title, "notebook": f"{week.slug}.ipynb", "parts": parts,
                 "hidden": hidden_suite_size(paths.assignment(week_id) / "hidden")}
         (source / "week.json").write_text(json.dumps(info, indent=1, sort_keys=True) + "\n")
         config = Config()
         config.CourseDirectory.root = str(work)
-        config.CourseDirectory.db_url = f"sqlite:///{work / 'gradebook.db'}"
+        config.CourseDirectory.db_url = db_url or f"sqlite:///{work / 'gradebook.db'}"
+        config.CourseDirectory.course_id = course.workflow.course_id
         (work / "exchange").mkdir()
         config.Exchange.root = str(work / "exchange")
         config.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
@@ -141,13 +168,16 @@ def build_week(course: Course, week_id: str, root: Path, into: Path | None = Non
     return target
 
 
-def hidden_suite_size(folder: Path) -> dict:
-    """How many hidden tests there are and what they are worth, read from the source.
+def hidden_suite_size(folder: Path, parts: list[str] | None = None) -> dict:
+    """How many hidden tests there are and what they are worth, in all and per part, read
+    from the source (a test belongs to part p when it is named test_<p>_...).
 
     Students may know this much (not what the tests check); reading the files rather than
     collecting them keeps the build free of the suite's imports.
     """
-    tests, points = 0, 0.0
+    from gradebook.store import part_of
+
+    tests, points, per_part = 0, 0.0, {p: 0.0 for p in parts or []}
     for path in sorted(folder.glob("test_*.py")) if folder.is_dir() else []:
         tree = ast.parse(path.read_text())
         literals = {t.id: n.value for n in tree.body if isinstance(n, ast.Assign)
@@ -157,7 +187,13 @@ def hidden_suite_size(folder: Path) -> dict:
                 cases = _parametrized_cases(node, literals)
                 tests += cases
                 points += cases * _points_marker(node)
-    return {"tests": tests, "points": points}
+                part = part_of(node.name, list(per_part))
+                if part is not None:
+                    per_part[part] += cases * _points_marker(node)
+    size = {"tests": tests, "points": points}
+    if parts is not None:
+        size["parts"] = per_part
+    return size
 
 
 def _parametrized_cases(node: ast.FunctionDef, literals: dict[str, ast.expr]) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import tempfile
 from pathlib import Path
 
 from autograder.config import Course
@@ -44,6 +45,8 @@ def release_week(course: Course, root: Path, week_id: str, settings: WorkflowSet
     config = instructor_config(root, settings)
     config.ExchangeReleaseAssignment.force = force
     (root / "gradebook").mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:  # records the notebook and its part grade cells
+        build_week(course, week_id, root, into=Path(tmp) / week_id, db_url=config.CourseDirectory.db_url)
     with Gradebook(config.CourseDirectory.db_url, settings.course_id) as gb:
         gb.update_or_create_assignment(week_id, duedate=as_utc_naive(week.due))
     api = NbGraderAPI(config=config)
