@@ -124,12 +124,17 @@ def _clean_up_after_child() -> None:
                 break
         except ChildProcessError:
             break
+    keep = [os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, *sys.path) if p]
     for folder in ("/tmp", "/dev/shm"):
         for entry in os.listdir(folder) if os.path.isdir(folder) else []:
-            shutil.rmtree(os.path.join(folder, entry), ignore_errors=True)
-            if os.path.lexists(os.path.join(folder, entry)):
+            path = os.path.join(folder, entry)
+            if any(k == path or k.startswith(path + os.sep) for k in keep):
+                continue  # the course's own code, mounted read-only under /tmp (a checkout there)
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
                 try:
-                    os.remove(os.path.join(folder, entry))
+                    os.remove(path)
                 except OSError:
                     pass
 
