@@ -11,13 +11,14 @@ import base64
 import html
 import io
 import statistics
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from nbgrader.api import Gradebook
 
+from autograder.workflow.late import describe_duration
 from gradebook.table import display_name
 
 TOP_FAILURES = 20
@@ -187,7 +188,7 @@ def _late(data: dict) -> str:
         out.append(f"<tr><td>{_e(item['assignment'])}</td><td>{_e(item['name'])}</td>"
                    f"<td>{_e(item['student'])}</td><td>{_when(item['timestamp'])}</td>"
                    f"<td>{_when(item['duedate'])}</td>"
-                   f"<td class='num'><span class='tag late'>{_duration(item['seconds'])}</span></td></tr>")
+                   f"<td class='num'><span class='tag late'>{describe_duration(timedelta(seconds=item['seconds']))}</span></td></tr>")
     out.append("</table>")
     return "\n".join(out)
 
@@ -215,17 +216,6 @@ def _n(value: float | None) -> str:
 
 def _when(moment: datetime | None) -> str:
     return "–" if moment is None else _e(moment.strftime("%Y-%m-%d %H:%M"))
-
-
-def _duration(seconds: float) -> str:
-    minutes = int(seconds // 60)
-    days, rest = divmod(minutes, 24 * 60)
-    hours, mins = divmod(rest, 60)
-    if days:
-        return f"{days} d {hours} h"
-    if hours:
-        return f"{hours} h {mins} min"
-    return f"{mins} min" if mins else f"{int(seconds)} s"
 
 
 def _safe_url(db_url: str) -> str:

@@ -20,7 +20,7 @@ def apply_late_policy(score: float, max_score: float, late_by: dt.timedelta,
     days = days_started(late_by)
     if days == 0:
         return score, "Submitted on time."
-    late = f"Submitted {_duration(late_by)} late"
+    late = f"Submitted {describe_duration(late_by)} late"
     if settings.late_policy == "none":
         return score, f"{late}; this course does not penalise late work, so the score stands."
     if settings.late_policy == "zero":
@@ -32,7 +32,8 @@ def apply_late_policy(score: float, max_score: float, late_by: dt.timedelta,
                       f"so {score:g} becomes {adjusted:g}.")
 
 
-def _duration(late_by: dt.timedelta) -> str:
+def describe_duration(late_by: dt.timedelta) -> str:
+    """'2 days 3 h', '4 h 12 min', '5 min', '1 s': how late, in words."""
     seconds = int(late_by.total_seconds())
     days, seconds = divmod(seconds, 86400)
     hours, seconds = divmod(seconds, 3600)
