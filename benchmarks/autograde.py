@@ -4,8 +4,9 @@ Grades N copies of a week's answer key and N of its released notebook, with --jo
 --jobs 2, through the same code as `course autograde` (sandboxed workers), and reports:
 - wall time and submissions per minute;
 - per-submission overhead: core-seconds of grading per submission (wall x jobs / N) minus
-  the hidden suite's own time in-process (no sandbox, no wire) per submission, measured on
-  one key and one release in a single process.
+  the hidden suite's own time in-process (no sandbox, no wire, imports already paid) per
+  submission, measured on one key and one release. The overhead thus includes the trusted
+  side's imports, paid once per batch, and the sandboxed workers.
 
     uv run python benchmarks/autograde.py --copies 4 --week m1w01
 """
@@ -47,10 +48,12 @@ def main() -> None:
             submissions += [Submitted(f"key{i}", folder / f"key{i}.ipynb"),
                             Submitted(f"release{i}", folder / f"release{i}.ipynb")]
 
+        grade_in_process(course, ROOT, week.id, [Submitted("release", release)])  # pays the imports
         started = time.monotonic()
         grade_in_process(course, ROOT, week.id, [Submitted("key", key), Submitted("release", release)])
-        in_process = (time.monotonic() - started) / 2  # per submission, imports included
-        print(f"hidden suite in-process, key and release: {in_process:.1f} s per submission")
+        in_process = (time.monotonic() - started) / 2
+        print(f"hidden suite in-process (imports already paid), key and release: "
+              f"{in_process:.1f} s per submission")
 
         for jobs in args.jobs:
             started = time.monotonic()
