@@ -218,28 +218,10 @@ class Server:
     def _op_vjp(self, target: Any, args: list, kwargs: dict, cotangents: list,
                 want_params: bool) -> dict:
         """Gradients of sum(output_i * cotangent_i) for the float tensor arguments and parameters."""
-        torch = self.torch
-        args = [a.detach().clone().requires_grad_(True) if _is_float_tensor(torch, a) else a for a in args]
-        params = self._parameters(target) if want_params else {}
-        for p in params.values():
-            p.grad = None
-        with torch.enable_grad():
-            outputs = target(*args, **kwargs)
-        flat = _flatten_tensors(torch, outputs)
-        if len(flat) != len(cotangents):
-            raise ValueError(f"expected {len(cotangents)} tensor outputs, got {len(flat)}")
-        pairs = [(o, c.to(o.dtype)) for o, c in zip(flat, cotangents) if o.requires_grad]
-        inputs = [a for a in args if _is_float_tensor(torch, a)] + list(params.values())
-        grads = torch.autograd.grad([o for o, _ in pairs], inputs, [c for _, c in pairs],
-                                    allow_unused=True) if pairs and inputs else [None] * len(inputs)
-        n = len(inputs) - len(params)
-        return {"inputs": list(grads[:n]), "params": dict(zip(params.keys(), grads[n:]))}
+        from autograder.sandbox.gradients import vector_jacobian_product
 
-    def _parameters(self, target: Any) -> dict:
-        owner = getattr(target, "__self__", target)
-        if isinstance(owner, self.torch.nn.Module):
-            return dict(owner.named_parameters())
-        return {}
+        inputs, params = vector_jacobian_product(target, args, kwargs, cotangents, want_params)
+        return {"inputs": inputs, "params": params}
 
     # -- encoding ------------------------------------------------------------------
     def _send(self, message: dict) -> None:
@@ -297,20 +279,6 @@ class Server:
 
 def _is_generator(obj: Any) -> bool:
     return type(obj).__name__ == "generator"
-
-
-def _is_float_tensor(torch: Any, value: Any) -> bool:
-    return isinstance(value, torch.Tensor) and (value.is_floating_point() or value.is_complex())
-
-
-def _flatten_tensors(torch: Any, value: Any) -> list:
-    if isinstance(value, torch.Tensor):
-        return [value]
-    if isinstance(value, (list, tuple)):
-        return [t for v in value for t in _flatten_tensors(torch, v)]
-    if isinstance(value, dict):
-        return [t for v in value.values() for t in _flatten_tensors(torch, v)]
-    return []
 
 
 if __name__ == "__main__":

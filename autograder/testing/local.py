@@ -9,6 +9,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from autograder.sandbox.gradients import vector_jacobian_product
 from autograder.testing.errors import StudentCodeError, student_error
 from autograder.testing.submission import VJP, Submission, as_cotangent_list
 
@@ -28,23 +29,11 @@ class LocalSubmission(Submission):
         return fn
 
     def vjp(self, fn: Any, *args: Any, cotangents: Any, params: bool = True, **kwargs: Any) -> VJP:
-        fn = _unwrap(fn)
-        args = [a.detach().clone().requires_grad_(True) if _is_float(a) else _unwrap(a) for a in args]
-        owner = getattr(fn, "__self__", fn)
-        named = dict(owner.named_parameters()) if params and isinstance(owner, torch.nn.Module) else {}
-        with torch.enable_grad():
-            out = _call(fn, args, kwargs)
-        outputs = out if isinstance(out, (list, tuple)) else [out]
-        pairs = [(o, c.to(o.dtype)) for o, c in zip(outputs, as_cotangent_list(cotangents))
-                 if isinstance(o, torch.Tensor) and o.requires_grad]
-        inputs = [a for a in args if _is_float(a)] + list(named.values())
-        if not pairs or not inputs:
-            grads = [None] * len(inputs)
-        else:
-            grads = torch.autograd.grad([o for o, _ in pairs], inputs, [c for _, c in pairs],
-                                        allow_unused=True)
-        n = len(inputs) - len(named)
-        return VJP(list(grads[:n]), dict(zip(named.keys(), grads[n:])))
+        args_in = [_unwrap(a) for a in args]
+        kwargs_in = {k: _unwrap(v) for k, v in kwargs.items()}
+        inputs, grads = _call(vector_jacobian_product,
+                              [_unwrap(fn), args_in, kwargs_in, as_cotangent_list(cotangents), params], {})
+        return VJP(inputs, grads)
 
     def seed(self, seed: int) -> None:
         random.seed(seed)
@@ -109,5 +98,3 @@ def _unwrap(value: Any) -> Any:
     return object.__getattribute__(value, "_wrapped") if isinstance(value, _Guarded) else value
 
 
-def _is_float(value: Any) -> bool:
-    return isinstance(value, torch.Tensor) and value.is_floating_point()
