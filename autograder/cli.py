@@ -311,6 +311,31 @@ def cmd_autograde(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_feedback(args: argparse.Namespace) -> int:
+    from autograder.workflow import feedback_week
+
+    course, root = _course(args)
+    with console.status(f"generating feedback on {args.week}…"):
+        done = feedback_week(course, root, args.week, _settings(args, course), students=args.student,
+                             release=not args.no_release)
+    for item in done:
+        console.print(f"  {item.student}: {item.html.relative_to(root)}")
+    where = "kept in .course-work/feedback" if args.no_release else "released; students run `course fetch-feedback`"
+    console.print(f"feedback for {len(done)} students of {args.week} {where}")
+    return 0
+
+
+def cmd_fetch_feedback(args: argparse.Namespace) -> int:
+    from autograder.workflow import fetch_feedback_week
+
+    course, _ = _course(args)
+    pages = fetch_feedback_week(args.week, _student(args), Path(args.dest), _settings(args, course))
+    for page in pages:
+        console.print(f"feedback: {page}")
+    console.print(f"open the newest in a browser: {pages[-1].as_uri()}")
+    return 0
+
+
 def cmd_gradebook(args: argparse.Namespace) -> int:
     from autograder.grading.autograde import failure_rates
     from autograder.workflow.nbconfig import gradebook_url
@@ -412,6 +437,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sandbox", choices=["auto", "bwrap", "none"], default=None)
     p.add_argument("--exchange", metavar="DIR", help="nbgrader's exchange folder (for the late policy settings)")
     p.set_defaults(run=cmd_autograde)
+
+    p = commands.add_parser("feedback", help="generate and release per-student feedback (instructor)")
+    p.add_argument("week", metavar="WEEK")
+    p.add_argument("--student", action="append", metavar="ID", help="only this student (repeatable)")
+    p.add_argument("--no-release", action="store_true", help="generate the pages only, to review them first")
+    p.add_argument("--exchange", metavar="DIR", help=exchange_help)
+    p.set_defaults(run=cmd_feedback)
+
+    p = commands.add_parser("fetch-feedback", help="fetch your feedback on a week (student)")
+    p.add_argument("week", metavar="WEEK")
+    p.add_argument("--student", metavar="ID", help="your student id (default: your user name)")
+    p.add_argument("--dest", default=".", metavar="DIR", help="the folder holding the fetched week (default: here)")
+    p.add_argument("--exchange", metavar="DIR", help=exchange_help)
+    p.set_defaults(run=cmd_fetch_feedback)
 
     p = commands.add_parser("gradebook", help="students by weeks from nbgrader's gradebook (instructor)")
     p.add_argument("--csv", metavar="FILE", help="export one row per student (Canvas-style columns)")

@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 from nbgrader.api import Gradebook
 
 from autograder.workflow.late import describe_duration
-from gradebook.table import display_name
+from gradebook.table import display_name, final_score
 
 TOP_FAILURES = 20
 
@@ -60,7 +60,7 @@ def write_html_report(db_url: str, course_id: str, path: str | Path,
         f"<code>{_e(_safe_url(db_url))}</code>. {len(data['students'])} students, "
         f"{len(data['assignments'])} assignments, {data['n_submissions']} submissions. "
         "Scores are nbgrader's (a grader's manual score replaces the autograder's), "
-        "before any late penalty.</p>",
+        "after the late penalty.</p>",
         _overview(data),
         _distributions(data),
         _failures(failures or {}),
@@ -83,7 +83,7 @@ def _collect(db_url: str, course_id: str) -> dict:
             submitted = {}
             for sub in assignment.submissions:
                 n_submissions += 1
-                submitted[sub.student.id] = float(sub.score)
+                submitted[sub.student.id] = final_score(sub)
                 seconds = sub.total_seconds_late
                 if seconds and seconds > 0:
                     late.append({"assignment": assignment.name, "student": sub.student.id,

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any
+from typing import Any, Callable
 
 from nbgrader.api import Comment, Grade, Gradebook, MissingEntry, SubmittedNotebook
 
@@ -93,7 +93,8 @@ def feedback_text(result: Any, parts: list[str]) -> str:
 
 
 def record_autograde(db_url: str, course_id: str, week: str, student: str, notebook: str, result: Any,
-                     parts: list[str], timestamp: datetime | None = None) -> None:
+                     parts: list[str], timestamp: datetime | None = None,
+                     late_penalty: Callable[[float, float], float] | None = None) -> None:
     """Store one graded submission as the auto scores of its notebook's `part-<p>` grade cells.
 
     Creates the student and the submission if needed; the assignment and notebook must already
@@ -101,6 +102,11 @@ def record_autograde(db_url: str, course_id: str, week: str, student: str, noteb
     replaces the auto scores and keeps every manual score. Grade cells of parts that have no
     test in `result` are left alone, unless the submission could not be graded at all
     (`result.error` and no tests), which scores every part 0.
+
+    `late_penalty(score, max_score)` gives the points off for lateness; it is stored as
+    nbgrader's `late_submission_penalty` of the notebook (what nbgrader's own autograde
+    does with its late-submission plugin), computed from the notebook's score after this
+    record, manual scores included.
     """
     notebook = notebook[:-len(".ipynb")] if notebook.endswith(".ipynb") else notebook
     with Gradebook(db_url, course_id=course_id) as gb:
@@ -142,10 +148,19 @@ def record_autograde(db_url: str, course_id: str, week: str, student: str, noteb
             elif changed:
                 grade.needs_manual_grade = True  # the override was made against another auto score
 
+        if late_penalty is not None:
+            score = sum(_effective(g) for g in submitted.grades)
+            submitted.late_submission_penalty = max(0.0, late_penalty(score, float(master.max_score or 0.0)))
         comment = _note_comment(gb, submitted, master)
         if comment is not None:
             comment.auto_comment = feedback_text(result, parts) or None
         gb.db.commit()
+
+
+def _effective(grade: Grade) -> float:
+    """nbgrader's `Grade.score`, computed here because the SQL property is stale before a flush."""
+    base = grade.manual_score if grade.manual_score is not None else (grade.auto_score or 0.0)
+    return base + (grade.extra_credit or 0.0)
 
 
 def _submitted_notebook(gb: Gradebook, submission, master) -> SubmittedNotebook:

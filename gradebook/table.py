@@ -1,8 +1,8 @@
 """One row per student with a score per assignment, and a Canvas-style CSV of it.
 
-Scores are nbgrader's `SubmittedAssignment.score`: the sum over the submission's grade
-cells of the manual score where a grader gave one, else the auto score (plus extra
-credit). Late penalties are not applied here.
+Scores are what nbgrader's own CSV export calls `score`: `SubmittedAssignment.score` (the
+sum over the submission's grade cells of the manual score where a grader gave one, else
+the auto score, plus extra credit) less its `late_submission_penalty`, never below zero.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def scores_table(db_url: str, course_id: str) -> list[dict]:
         rows = []
         for student in sorted(gb.students, key=lambda s: s.id):
             submitted = {sub.assignment.name: sub for sub in student.submissions}
-            scores = {a.name: (float(submitted[a.name].score) if a.name in submitted else None)
+            scores = {a.name: (final_score(submitted[a.name]) if a.name in submitted else None)
                       for a in assignments}
             rows.append({
                 "id": student.id,
@@ -44,6 +44,11 @@ def scores_table(db_url: str, course_id: str) -> list[dict]:
                 "max_total": sum(max_scores.values()),
             })
         return rows
+
+
+def final_score(submission) -> float:
+    """The score after the late penalty, as `nbgrader export` computes it."""
+    return max(0.0, float(submission.score) - float(submission.late_submission_penalty or 0.0))
 
 
 def display_name(first: str | None, last: str | None, fallback: str) -> str:

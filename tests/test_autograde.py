@@ -66,6 +66,7 @@ def test_parallel_autograde_with_a_hostile_submission(course_with_submissions):
     table = {row["id"]: row for row in scores_table(f"sqlite:///{root / 'gradebook' / 'gradebook.db'}", "vitssl")}
     assert table["alice"]["scores"]["m1w01"] == pytest.approx(5.0), "one score per part, in nbgrader's gradebook"
     assert table["carol"]["scores"]["m1w01"] == 0
+    assert table["bob"]["scores"]["m1w01"] == pytest.approx(4.0), "the late penalty reaches the gradebook too"
 
 
 @pytest.mark.slow

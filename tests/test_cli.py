@@ -10,9 +10,9 @@ from pathlib import Path
 from tests.conftest import HONEST_SOFTMAX, REPO, write_module
 
 
-def course(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
+def course(*args: str, cwd: Path = REPO, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "autograder.cli", *args], capture_output=True, text=True,
-                          cwd=cwd, timeout=600, env={"PATH": "/usr/bin:/bin", "COLUMNS": "200"})
+                          cwd=cwd, timeout=600, env={"PATH": "/usr/bin:/bin", "COLUMNS": "200", **env})
 
 
 def test_help_lists_every_command():
@@ -82,12 +82,12 @@ def test_release_fetch_submit_collect_from_the_shell(toy, tmp_path):
         home = tmp_path / student
         home.mkdir()
         fetched = course("fetch", "m1w01", "--student", student, "--dest", str(home), "--exchange", str(exchange),
-                         cwd=root)
+                         cwd=root, JUPYTER_DATA_DIR=str(home / "jupyter"))
         assert fetched.returncode == 0, fetched.stderr
         notebook = home / "m1w01" / "m1w01_toy.ipynb"
         assert notebook.is_file()
         submitted = course("submit", "m1w01", str(notebook), "--student", student, "--exchange", str(exchange),
-                           cwd=root)
+                           cwd=root, JUPYTER_DATA_DIR=str(home / "jupyter"))
         assert submitted.returncode == 0, submitted.stderr
     collected = course("collect", "m1w01", "--exchange", str(exchange), cwd=root)
     assert collected.returncode == 0, collected.stderr
@@ -106,6 +106,16 @@ def test_release_fetch_submit_collect_from_the_shell(toy, tmp_path):
     assert csv.read_text().splitlines()[0].startswith("Student,ID")
     html = report.read_text()
     assert "<img" in html and "test_softmax_values" in html
+
+    released = course("feedback", "m1w01", "--exchange", str(exchange), cwd=root)
+    assert released.returncode == 0, released.stderr
+    assert "feedback for 2 students" in released.stdout
+    alice = tmp_path / "alice"
+    fetched = course("fetch-feedback", "m1w01", "--student", "alice", "--dest", str(alice), "--exchange",
+                     str(exchange), cwd=root, JUPYTER_DATA_DIR=str(alice / "jupyter"))
+    assert fetched.returncode == 0, fetched.stderr
+    (page,) = (alice / "m1w01" / "feedback").glob("*/m1w01_toy.html")
+    assert "0 of 4 hidden tests passed" in page.read_text()
 
 
 def test_workflow_errors_are_one_sentence(toy, tmp_path):

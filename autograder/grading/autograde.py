@@ -60,9 +60,13 @@ def _record(root: Path, week_id: str, settings: WorkflowSettings, collected: lis
 
     info = json.loads((Path(root) / "release" / week_id / "week.json").read_text())
     for item, graded in zip(collected, done):
+        def late_penalty(score: float, max_score: float, late_by=item.late_by) -> float:
+            return score - apply_late_policy(score, max_score, late_by, settings)[0]
+
         try:
             record_autograde(gradebook_url(Path(root)), settings.course_id, week_id, item.student,
-                             info["notebook"], graded.result, info.get("parts", []), timestamp=item.submitted_at)
+                             info["notebook"], graded.result, info.get("parts", []), timestamp=item.submitted_at,
+                             late_penalty=late_penalty)
         except GradebookError as exc:
             raise WorkflowError(f"results are in .course-work/autograded, but the gradebook cannot take them: "
                                 f"{exc}; release {week_id} with `course release` first") from None

@@ -51,6 +51,27 @@ def submit_week(week_id: str, student: str, notebook_or_dir: Path, settings: Wor
         return app.timestamp
 
 
+def fetch_feedback_week(week_id: str, student: str, dest_dir: Path, settings: WorkflowSettings,
+                        cache: Path | None = None) -> list[Path]:
+    """Copy the feedback released for this student's submissions of the week into
+    `dest_dir/<week>/feedback/<timestamp>/`; returns the pages, newest last.
+
+    nbgrader finds a submission's feedback through the copy `submit_week` kept in the
+    student's cache, so this works on the machine (and with the `cache`) they submitted from.
+    """
+    _check_student(student)
+    course_folder(settings, week_id)
+    dest_dir = Path(dest_dir)
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    config = student_config(student, dest_dir, settings, cache)
+    run_step(_app("FetchFeedback", config, week_id), f"fetching feedback on {week_id} for {student}")
+    pages = sorted((dest_dir.resolve() / week_id / "feedback").glob("*/*.html"))
+    if not pages:
+        raise WorkflowError(f"no feedback on {week_id} has been released for {student} yet "
+                            "(or it was submitted from another machine, whose submission cache has the key)")
+    return pages
+
+
 def _stage(given: Path, staged: Path, released: Path) -> None:
     if not given.exists():
         raise WorkflowError(f"{given} does not exist; pass the week's notebook or the folder fetch_week made")

@@ -1,0 +1,205 @@
+"""Instructor: per-student feedback, generated and released through nbgrader.
+
+For each autograded student the feedback notebook is their submitted notebook with
+
+* locked cells restored from the gradebook (nbgrader's OverwriteCells, as `nbgrader
+  autograde` does), so what a student edited in a cell they were not meant to edit is not
+  shown back as ours;
+* a summary at the top: the score after the late policy, and how many tests passed;
+* under each part's self-check cell, in place of whatever output the student saved, that
+  part's hidden tests in words: the one-line description, passed or failed, and the
+  failure message. A test's source never appears.
+
+nbgrader's `generate_feedback` then renders it with the gradebook's scores, and
+`release_feedback` puts it in the exchange, where `fetch_feedback_week` finds it.
+
+nbgrader's default feedback shows hidden tests: OverwriteCells puts back each grade cell's
+source as recorded at generate_assignment, `### BEGIN HIDDEN TESTS` regions included, and
+GenerateFeedback's default preprocessors (GetGrades, CSSHTMLHeaderPreprocessor) never
+clear them. `feedback_config` adds ClearHiddenTests.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+
+from autograder.config import Course
+from autograder.workflow.exchange import check_result
+from autograder.workflow.nbconfig import COURSE_WORK, instructor_config, submitted_folder
+from autograder.workflow.settings import WorkflowError, WorkflowSettings
+
+SUBMISSION_FILES = ("timestamp.txt", "submission_secret.txt")
+OUTPUT_LIMIT = 2000  # characters of one failure message shown under a part
+
+
+@dataclass(frozen=True)
+class Feedback:
+    student: str
+    html: Path       # the generated page in .course-work/feedback/
+    note: str        # why there is none, when html does not exist
+
+
+def feedback_config(root: Path, settings: WorkflowSettings):
+    """The instructor's nbgrader configuration, with hidden tests cleared from feedback."""
+    from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
+    from nbgrader.preprocessors import ClearHiddenTests, GetGrades
+
+    config = instructor_config(root, settings)
+    config.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTests, CSSHTMLHeaderPreprocessor]
+    return config
+
+
+def feedback_week(course: Course, root: Path, week_id: str, settings: WorkflowSettings,
+                  students: list[str] | None = None, release: bool = True) -> list[Feedback]:
+    """Generate (and with `release`, release) feedback for every autograded student of the week."""
+    from nbgrader.apps import NbGraderAPI
+    from autograder.pipeline.build import put_venv_on_path
+
+    week = course.week(week_id)
+    root = Path(root).resolve()
+    graded = _autograded_students(root, week_id)
+    if students:
+        unknown = sorted(set(students) - set(graded))
+        if unknown:
+            raise WorkflowError(f"no autograded {week_id} submission for {', '.join(unknown)}; "
+                                "run `course autograde` first")
+        graded = [s for s in graded if s in students]
+    if not graded:
+        raise WorkflowError(f"no autograded submissions of {week_id}: run `course autograde {week_id}` first")
+    info = json.loads((root / "release" / week_id / "week.json").read_text())
+    put_venv_on_path()
+    config = feedback_config(root, settings)
+    api = NbGraderAPI(config=config)
+    done = []
+    for student in graded:
+        notebook = write_feedback_notebook(root, week_id, week.title, student, info, config)
+        check_result(api.generate_feedback(week_id, student, force=True), f"feedback for {student}")
+        html = root / COURSE_WORK / "feedback" / student / week_id / f"{notebook.stem}.html"
+        if release:
+            check_result(api.release_feedback(week_id, student), f"releasing feedback for {student}")
+        done.append(Feedback(student, html, ""))
+    return done
+
+
+def _autograded_students(root: Path, week_id: str) -> list[str]:
+    return sorted(p.parent.parent.name for p in (root / COURSE_WORK / "autograded").glob(f"*/{week_id}/results.json")
+                  if (submitted_folder(root) / p.parent.parent.name / week_id / "timestamp.txt").is_file())
+
+
+def write_feedback_notebook(root: Path, week_id: str, title: str, student: str, info: dict, config) -> Path:
+    """The notebook nbgrader's generate_feedback renders, in `.course-work/autograded/`."""
+    submitted = submitted_folder(root) / student / week_id
+    target = Path(root) / COURSE_WORK / "autograded" / student / week_id
+    results = json.loads((target / "results.json").read_text())
+    notebook, problem = _base_notebook(submitted, Path(root) / "release" / week_id / info["notebook"])
+    notebook = _restore_locked_cells(notebook, week_id, info["notebook"], student, config)
+    _annotate(notebook, results, info.get("parts", []), title, problem)
+    path = target / info["notebook"]
+    nbformat.write(notebook, path)
+    for name in SUBMISSION_FILES:
+        shutil.copy2(submitted / name, target / name)
+    return path
+
+
+def _base_notebook(submitted: Path, released: Path) -> tuple[nbformat.NotebookNode, str]:
+    """The student's notebook, or the released one when theirs cannot be read."""
+    found = sorted(submitted.glob("*.ipynb"))
+    if found:
+        try:
+            notebook = nbformat.read(found[0], as_version=4)
+            nbformat.validate(notebook)
+            return notebook, ""
+        except Exception as exc:  # the student's file: any way it can be broken is their result
+            reason = f"your notebook could not be read ({type(exc).__name__}), so the released notebook is shown"
+    else:
+        reason = "no notebook was found in your submission, so the released notebook is shown"
+    return nbformat.read(released, as_version=4), reason
+
+
+def _restore_locked_cells(notebook, week_id: str, notebook_name: str, student: str, config):
+    from nbgrader.preprocessors import OverwriteCells
+
+    resources = {"nbgrader": {"db_url": config.CourseDirectory.db_url, "assignment": week_id,
+                              "notebook": Path(notebook_name).stem, "student": student}}
+    try:
+        notebook, _ = OverwriteCells(config=config).preprocess(notebook, resources)
+    except Exception:  # tampered metadata: show the student's cells as they are
+        pass
+    return notebook
+
+
+def _annotate(notebook, results: dict, parts: list[str], title: str, problem: str) -> None:
+    from gradebook.store import PART_PREFIX, part_of
+
+    tests = results.get("tests", [])
+    by_part: dict[str, list[dict]] = {}
+    for test in tests:
+        by_part.setdefault(part_of(test["name"], parts) or "", []).append(test)
+    shown = set()
+    for cell in notebook.cells:
+        grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id", "")
+        if cell.cell_type == "code" and grade_id.startswith(PART_PREFIX):
+            part = grade_id[len(PART_PREFIX):]
+            cell.outputs = [_stream(_part_text(part, by_part.get(part, [])))]
+            cell.execution_count = None
+            shown.add(part)
+    rest = [t for part, group in by_part.items() if part not in shown for t in group]
+    notebook.cells[:0] = _summary_cells(results, title, rest, problem)
+
+
+def _summary_cells(results: dict, title: str, unplaced: list[dict], problem: str) -> list:
+    extra = results.get("extra_data", {})
+    tests = results.get("tests", [])
+    passed = sum(t["status"] == "passed" for t in tests)
+    lines = [f"# Autograder feedback: {extra.get('week', '')}, {title}", "",
+             f"**Score: {extra.get('score_after_late_policy', extra.get('scaled_score', 0)):g} "
+             f"of {extra.get('week_points', 0):g} points.** "
+             f"{passed} of {len(tests)} hidden tests passed.", "",
+             *_scaling(extra),
+             "Each part's tests are listed under its self-check cell below, with what went wrong where "
+             "a test failed. The tests themselves stay hidden."]
+    cells = [nbformat.v4.new_markdown_cell("\n".join(lines))]
+    details = [text for text in (problem, results.get("output", "").strip(),
+                                 _part_text("", unplaced) if unplaced else "") if text]
+    if details:  # in a text output, so nothing a submission printed is ever rendered as HTML
+        cell = nbformat.v4.new_code_cell("# notes from the autograder")
+        cell.outputs = [_stream("\n\n".join(details))]
+        cells.append(cell)
+    return cells
+
+
+def _scaling(extra: dict) -> list[str]:
+    possible, points = extra.get("max_score", 0), extra.get("week_points", 0)
+    if not possible or abs(possible - points) < 1e-9:
+        return []
+    return [f"The hidden tests are worth {possible:g} points in all; your share of them is scaled to the "
+            f"week's {points:g}.", ""]
+
+
+def _part_text(part: str, tests: list[dict]) -> str:
+    if not tests:
+        return f"No hidden test of part {part!r} ran." if part else ""
+    passed = sum(t["status"] == "passed" for t in tests)
+    earned = sum(t["score"] for t in tests)
+    possible = sum(t["max_score"] for t in tests)
+    header = (f"Hidden tests of part {part!r}" if part else "Other hidden tests") + \
+             f": {passed} of {len(tests)} passed, {earned:g} of {possible:g} points."
+    lines = [header]
+    for test in tests:
+        description, _, message = test.get("output", "").partition("\n")
+        mark = "passed" if test["status"] == "passed" else "FAILED"
+        lines.append(f"  [{mark}] {description or test['name']} ({test['score']:g}/{test['max_score']:g})")
+        if test["status"] != "passed" and message.strip():
+            text = message.strip()
+            text = text if len(text) <= OUTPUT_LIMIT else text[:OUTPUT_LIMIT] + " …"
+            lines += ["      " + line for line in text.splitlines()]
+    return "\n".join(lines)
+
+
+def _stream(text: str):
+    return nbformat.v4.new_output("stream", name="stdout", text=text + "\n")
