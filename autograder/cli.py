@@ -184,34 +184,64 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Grade three notebooks of a week in one batch: the answer key, the release and a known bug."""
+    """The whole loop for one week, in a throwaway copy of the course."""
+    import os
     import tempfile
 
-    from autograder.grading.run import Submitted, grade
-    from autograder.grading.verify import write_variants
+    from autograder import demo
+    from autograder.workflow import collect_week, feedback_week, release_week
+    from autograder.workflow.settings import settings_from_course
 
-    course, root = _course(args)
-    week = course.week(args.week)
-    with tempfile.TemporaryDirectory(prefix="course-demo-") as tmp:
-        key, bugs, _ = write_variants(course, root, week.id, Path(tmp))
-        submissions = [Submitted("answer key", key),
-                       Submitted("released notebook (untouched)", root / "release" / week.id / f"{week.slug}.ipynb")]
-        if bugs:
-            name = bugs[0].name.split(":", 1)[1]
-            submissions.append(Submitted(f"a known bug ({name})", bugs[0].path))
-        console.print(f"Grading {len(submissions)} submissions of {week.id} ({week.title}) in sandboxed workers…")
-        with console.status("grading…"):
-            results = grade(course, root, week.id, submissions, sandbox=args.sandbox)
-    table = Table(title=f"{week.id}: hidden suite")
-    for column in ("submission", "score", "first problem found"):
-        table.add_column(column)
-    for name, result in results.items():
-        failed = [t for t in result.tests if not t.passed]
-        problem = (failed[0].description.rstrip(".") + ": " + failed[0].message.splitlines()[0]) if failed else (result.error or "")
-        table.add_row(name, f"{result.earned:g} / {result.possible:g}", problem[:150])
-    console.print(table)
-    console.print(f"{next(iter(results.values())).seconds:.1f} s, sandbox: {next(iter(results.values())).sandbox}")
+    _, repo = _course(args)
+    target = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="course-demo-"))
+    root = demo.make_demo_course(repo, target, args.week)
+    course = load_course(root / "course.yaml")
+    week, settings = course.week(args.week), settings_from_course(course)
+    console.print(f"[bold]A demo course for {week.id} ({week.title})[/bold] in {target}\n"
+                  f"  course: {root}\n  nbgrader exchange: {settings.exchange}")
+    steps = _Steps()
+
+    with steps("the instructor releases the week", f"course release {week.id}"):
+        console.print(f"  released to {release_week(course, root, week.id, settings)}")
+    with steps("two students fetch it, work, and submit", f"course fetch {week.id} ; course submit {week.id}"):
+        for student in demo.demo_students(course, root, week.id, args.bug):
+            stamp = demo.hand_in(student, week.id, target / "students", settings)
+            console.print(f"  {student.id} submits {student.work} ({stamp})")
+    with steps("the instructor collects the submissions", f"course collect {week.id}"):
+        for item in collect_week(course, root, week.id, settings):
+            console.print(f"  {item.student}: {item.notebook.relative_to(root)}")
+    with steps("the autograder grades them in sandboxed workers", f"course autograde {week.id}"):
+        _autograde(course, root, week.id, settings, None, min(2, os.cpu_count() or 1), args.sandbox)
+    with steps("students get feedback in words", f"course feedback {week.id}"):
+        for item in feedback_week(course, root, week.id, settings):
+            console.print(f"  {item.student}: {item.html}")
+    with steps("the instructor reads the gradebook", "course gradebook --html report.html"):
+        report = _gradebook(course, root, None, target / "report.html")
+    console.print(f"\n[bold]Done in {steps.total:.0f} s.[/bold] Open the report: {report.as_uri()}\n"
+                  f"Go on with the same commands on the demo course: "
+                  f"course --course {root / 'course.yaml'} gradebook")
     return 0
+
+
+class _Steps:
+    """Numbered steps of the demo, each with the command it stands for and its time."""
+
+    def __init__(self) -> None:
+        self.number, self.total = 0, 0.0
+
+    def __call__(self, what: str, command: str):
+        from contextlib import contextmanager
+
+        @contextmanager
+        def step():
+            self.number += 1
+            console.print(f"\n[bold]{self.number}. {what}[/bold]  [dim]({command})[/dim]")
+            started = time.monotonic()
+            yield
+            self.total += time.monotonic() - started
+            console.print(f"  [dim]{time.monotonic() - started:.1f} s[/dim]")
+
+        return step()
 
 
 def _settings(args: argparse.Namespace, course: Course):
@@ -281,14 +311,21 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
 
 def cmd_autograde(args: argparse.Namespace) -> int:
+    course, root = _course(args)
+    _autograde(course, root, args.week, _settings(args, course), args.student, args.jobs, args.sandbox)
+    return 0
+
+
+def _autograde(course: Course, root: Path, week_id: str, settings, students: list[str] | None, jobs: int,
+               sandbox: str | None) -> None:
+    """Grade the collected submissions with a progress bar, a line per student, and a summary."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from autograder.grading.autograde import autograde_week
     from autograder.workflow.collect import read_collected
 
-    course, root = _course(args)
-    week = course.week(args.week)
-    total = len([c for c in read_collected(root, week) if not args.student or c.student in args.student])
+    week = course.week(week_id)
+    total = len([c for c in read_collected(root, week) if not students or c.student in students])
     columns = (TextColumn("autograding {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console) as progress:
         task = progress.add_task(week.id, total=total)
@@ -297,18 +334,19 @@ def cmd_autograde(args: argparse.Namespace) -> int:
             progress.console.print(f"  {student}: {earned:g} / {possible:g}")
             progress.advance(task)
 
-        graded = autograde_week(course, root, week.id, _settings(args, course), students=args.student,
-                                jobs=args.jobs, sandbox=args.sandbox, on_progress=finished)
+        graded = autograde_week(course, root, week.id, settings, students=students, jobs=jobs, sandbox=sandbox,
+                                on_progress=finished)
     table = Table(title=f"{week.id}: {len(graded)} graded")
-    for column in ("student", "tests", "score", "late policy"):
+    for column in ("student", "tests", "score", "first failed test", "late policy"):
         table.add_column(column)
     for item in graded:
         tests = f"{item.result.earned:g}/{item.result.possible:g}" if item.result.tests else "not graded"
-        table.add_row(item.student, tests, f"{item.score:g} / {week.points:g}", item.late_note)
+        failed = next((t.description or t.name for t in item.result.tests if not t.passed), item.result.error or "")
+        failed = failed if len(failed) <= 60 else failed[:59] + "…"
+        table.add_row(item.student, tests, f"{item.score:g} / {week.points:g}", failed, item.late_note)
     console.print(table)
     scores = [item.score for item in graded]
-    console.print(f"mean {sum(scores) / len(scores):.1f}, results in {root / '.course-work' / 'autograded'}")
-    return 0
+    console.print(f"mean {sum(scores) / len(scores):.1f}, results in {Path(root) / '.course-work' / 'autograded'}")
 
 
 def cmd_feedback(args: argparse.Namespace) -> int:
@@ -337,13 +375,19 @@ def cmd_fetch_feedback(args: argparse.Namespace) -> int:
 
 
 def cmd_gradebook(args: argparse.Namespace) -> int:
+    course, root = _course(args)
+    _gradebook(course, root, args.csv, args.html)
+    return 0
+
+
+def _gradebook(course: Course, root: Path, csv: str | Path | None, html: str | Path | None) -> Path | None:
+    """Print students by weeks; write the CSV and the HTML report when asked. Returns the report."""
     from autograder.grading.autograde import failure_rates
     from autograder.workflow.nbconfig import gradebook_url
     from gradebook.report import write_html_report
     from gradebook.table import scores_table, write_csv
 
-    course, root = _course(args)
-    if not (root / "gradebook" / "gradebook.db").is_file():
+    if not (Path(root) / "gradebook" / "gradebook.db").is_file():
         raise UsageError("there is no gradebook yet: `course release` a week first")
     url, course_id = gradebook_url(root), course.workflow.course_id
     rows = scores_table(url, course_id)
@@ -355,11 +399,13 @@ def cmd_gradebook(args: argparse.Namespace) -> int:
         cells = [("-" if row["scores"].get(w) is None else f"{row['scores'][w]:g}") for w in weeks]
         table.add_row(row["id"], *cells, f"{row['total']:g} / {row['max_total']:g}")
     console.print(table)
-    if args.csv:
-        console.print(f"CSV: {write_csv(rows, args.csv)}")
-    if args.html:
-        console.print(f"report: {write_html_report(url, course_id, args.html, failure_rates(root))}")
-    return 0
+    if csv:
+        console.print(f"CSV: {write_csv(rows, csv)}")
+    if not html:
+        return None
+    report = write_html_report(url, course_id, html, failure_rates(root))
+    console.print(f"report: {report}")
+    return Path(report)
 
 
 # -- the parser ------------------------------------------------------------------------------
@@ -458,8 +504,13 @@ def build_parser() -> argparse.ArgumentParser:
                    "late and missing submissions")
     p.set_defaults(run=cmd_gradebook)
 
-    p = commands.add_parser("demo", help="grade the answer key, the released notebook and a known bug")
-    p.add_argument("--week", default="m1w01", metavar="WEEK")
+    p = commands.add_parser("demo", help="the whole loop for one week in a throwaway course: release, two "
+                            "students submit, collect, autograde, feedback, gradebook")
+    p.add_argument("--week", default="m1w01", metavar="WEEK", help="the week to run (default m1w01)")
+    p.add_argument("--dir", metavar="DIR", help="where to put the demo course (default: a new temporary folder, "
+                   "kept so that you can open the report)")
+    p.add_argument("--bug", metavar="MUTANT", help="the known bug the second student hands in (a mutant's name; "
+                   "default: the week's first)")
     p.add_argument("--sandbox", choices=["auto", "bwrap", "none"], default=None)
     p.set_defaults(run=cmd_demo)
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import HONEST_SOFTMAX, REPO, write_module
 
@@ -123,3 +126,22 @@ def test_workflow_errors_are_one_sentence(toy, tmp_path):
     missing = course("fetch", "m1w01", "--student", "alice", "--exchange", str(tmp_path / "nowhere"), cwd=root)
     assert missing.returncode == 1 and "Traceback" not in missing.stderr
     assert "exchange" in missing.stderr
+
+
+@pytest.mark.slow
+def test_demo_runs_the_whole_loop_on_the_real_week(tmp_path):
+    """The README's main job: release m1w01, two students submit (the key and a known bug),
+    collect, autograde, feedback, gradebook and the report, in a course copy of its own."""
+    result = course("demo", "--dir", str(tmp_path / "demo"), "--bug", "no_scale")
+    assert result.returncode == 0, result.stderr + result.stdout
+    out = " ".join(result.stdout.split())
+    assert "ada: 100 / 100" in out
+    ben = re.search(r"ben: (\d+) / 100", out)
+    assert ben and int(ben.group(1)) < 100, "the plausible bug loses points"
+    assert "forgets the 1/sqrt(d) scale" in out
+    demo = tmp_path / "demo"
+    report = (demo / "report.html").read_text()
+    assert "<img" in report and "test_attention_hand_computed" in report, "plots and the most failed tests"
+    page = (demo / "course" / ".course-work" / "feedback" / "ben" / "m1w01" / "m1w01_vit.html").read_text()
+    assert "[FAILED]" in page and "BEGIN HIDDEN" not in page
+    assert not (REPO / ".course-work" / "submitted" / "ada").exists(), "the real course is left alone"

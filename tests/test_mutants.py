@@ -59,3 +59,15 @@ def test_blocks_match_at_any_indentation_and_keep_it():
     source = "class A:\n    def f(self):\n        x = 1\n        return x\n"
     mutant = Mutant("m", "bug", ["t"], [("x = 1\nreturn x", "return 2")])
     assert mutant.apply(source) == "class A:\n    def f(self):\n        return 2\n"
+
+
+def test_a_mutant_applies_to_the_one_notebook_cell_that_holds_its_text():
+    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+    nb = new_notebook(cells=[new_markdown_cell("a = 1 in prose"), new_code_cell("a = 1"), new_code_cell("b = a")])
+    buggy = Mutant("m", "bug", ["t"], [("a = 1", "a = 2")]).apply_to_notebook(nb)
+    assert [c.source for c in buggy.cells] == ["a = 1 in prose", "a = 2", "b = a"]
+    assert nb.cells[1].source == "a = 1", "the answer key itself is left alone"
+    with pytest.raises(MutantError, match="exactly one cell"):
+        Mutant("m", "bug", ["t"], [("b = a", "b = 0")]).apply_to_notebook(
+            new_notebook(cells=[new_code_cell("b = a"), new_code_cell("b = a")]))

@@ -16,8 +16,9 @@ A one-line `find` may be part of a line; a block of lines matches at any indenta
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import copy
 import textwrap
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -39,6 +40,24 @@ class Mutant:
         for find, replacement in self.replacements:
             source = self._replace_once(source, find, replacement)
         return source
+
+    def apply_to_notebook(self, notebook):
+        """A copy of the answer key's notebook with this bug in it: each replacement must
+        apply in exactly one code cell. (How a student's notebook with this bug would look.)"""
+        notebook = copy.deepcopy(notebook)
+        for find, replacement in self.replacements:
+            hits = []
+            for cell in (c for c in notebook.cells if c.cell_type == "code"):
+                try:
+                    hits.append((cell, self._replace_once(cell.source, find, replacement)))
+                except MutantError:
+                    continue
+            if len(hits) != 1:
+                raise MutantError(f"mutant {self.name} does not apply to exactly one cell of the answer key "
+                                  f"(its text {textwrap.dedent(find).strip()[:80]!r} is in {len(hits)})")
+            cell, source = hits[0]
+            cell.source = source
+        return notebook
 
     def _replace_once(self, source: str, find: str, replacement: str) -> str:
         """Replace `find` where it occurs exactly once. A one-line `find` matches anywhere in a

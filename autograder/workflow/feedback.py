@@ -22,6 +22,7 @@ clear them. `feedback_config` adds ClearHiddenTests.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -193,7 +194,9 @@ def _part_text(part: str, tests: list[dict]) -> str:
     for test in tests:
         description, _, message = test.get("output", "").partition("\n")
         mark = "passed" if test["status"] == "passed" else "FAILED"
-        lines.append(f"  [{mark}] {description or test['name']} ({test['score']:g}/{test['max_score']:g})")
+        case = re.search(r"\[(.+)\]$", test["name"])
+        what = (description or test["name"]) + (f" (case {case.group(1)})" if case else "")
+        lines.append(f"  [{mark}] {what}: {test['score']:g}/{test['max_score']:g}")
         if test["status"] != "passed" and message.strip():
             text = message.strip()
             text = text if len(text) <= OUTPUT_LIMIT else text[:OUTPUT_LIMIT] + " …"
