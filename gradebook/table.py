@@ -59,7 +59,8 @@ def display_name(first: str | None, last: str | None, fallback: str) -> str:
 
 
 def write_csv(rows: list[dict], path: str | Path, missing: str = "") -> Path:
-    """Canvas-style columns: `Student`, `ID`, one per assignment, `Total`.
+    """Canvas-style columns: `Student`, `ID`, one per assignment, `Total`; the row after the
+    header is Canvas's `Points Possible`.
 
     A missing submission is written as `missing` (blank by default, which Canvas reads as
     "not graded"; pass "0" to enter zeros).
@@ -73,6 +74,9 @@ def write_csv(rows: list[dict], path: str | Path, missing: str = "") -> Path:
     with path.open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["Student", "ID", *assignments, "Total"])
+        possible = rows[0]["max_scores"] if rows else {}
+        writer.writerow(["Points Possible", "", *(_fmt(possible.get(name, 0.0)) for name in assignments),
+                         _fmt(sum(possible.get(name, 0.0) for name in assignments))])
         for row in rows:
             cells = []
             for name in assignments:

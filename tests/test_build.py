@@ -87,3 +87,41 @@ def test_committed_release_has_no_secrets(week):
         assert line not in text, f"solution line leaked: {line}"
     for mutant in load_mutants(REPO / "assignments" / week / "mutants"):
         assert mutant.bug not in text
+
+
+WRITTEN = '''
+# %% [markdown] written=2
+# Why subtract the maximum before exponentiating?
+#
+# ### BEGIN SOLUTION
+# exp overflows for large logits; the shift cancels in the ratio.
+# ### END SOLUTION
+'''
+
+
+def test_written_answers_are_graded_by_hand(toy):
+    """A theory question: the model answer becomes nbgrader's placeholder, and the cell is a
+    manually graded answer worth its points in formgrader."""
+    course, root = toy
+    reference = root / "reference" / "m1w01_toy.py"
+    reference.write_text(reference.read_text() + WRITTEN)
+    release = build_week(course, "m1w01", root)
+    (cell,) = [c for c in nbformat.read(release / "m1w01_toy.ipynb", as_version=4).cells
+               if c.metadata.get("nbgrader", {}).get("grade_id") == "written-1"]
+    assert cell.cell_type == "markdown" and "YOUR ANSWER HERE" in cell.source
+    assert "exp overflows" not in _released_text(release)
+    role = cell.metadata["nbgrader"]
+    assert (role["grade"], role["solution"], role["locked"], role["points"]) == (True, True, False, 2.0)
+    assert "written" not in cell.metadata
+
+
+@pytest.mark.parametrize("header, problem", [("# %% [markdown] written=0", "positive number"),
+                                             ("# %% written=2", "must be markdown")])
+def test_malformed_written_answers_name_the_cell(toy, header, problem):
+    course, root = toy
+    reference = root / "reference" / "m1w01_toy.py"
+    reference.write_text(reference.read_text() + WRITTEN.replace("# %% [markdown] written=2", header))
+    from autograder.pipeline.build import BuildError
+
+    with pytest.raises(BuildError, match=problem):
+        source_notebook(course.week("m1w01"), root)

@@ -193,6 +193,31 @@ def test_regrade_replaces_auto_scores_and_keeps_manual_grades(db_url):
     assert grades(db_url, "alice")["part-mlp"] == (5.0, 4.0, 4.0, False)
 
 
+def test_late_penalty_is_nbgraders_and_follows_the_manual_score(db_url, tmp_path):
+    """The penalty is computed from the notebook's score with manual overrides, stored where
+    nbgrader's export and feedback read it, and the table subtracts it."""
+    from nbgrader.plugins.export import CsvExportPlugin
+
+    def half_off(score: float, max_score: float) -> float:
+        return score / 2
+
+    record_autograde(db_url, COURSE, WEEK, "alice", NOTEBOOK, alice_first(), PARTS, late_penalty=half_off)
+    with _gb(db_url) as gb:
+        raw = gb.find_submission(WEEK, "alice").score
+        gb.find_grade("part-mlp", NOTEBOOK, WEEK, "alice").manual_score = 0.0
+        gb.db.commit()
+    record_autograde(db_url, COURSE, WEEK, "alice", NOTEBOOK, alice_first(), PARTS, late_penalty=half_off)
+    with _gb(db_url) as gb:
+        submission = gb.find_submission(WEEK, "alice")
+        assert submission.score < raw and submission.late_submission_penalty == pytest.approx(submission.score / 2)
+        out = tmp_path / "export.csv"
+        CsvExportPlugin(to=str(out)).export(gb)
+        exported = next(r for r in csv.DictReader(out.open()) if r["student_id"] == "alice")
+        assert float(exported["score"]) == pytest.approx(submission.score / 2)
+    (row,) = [r for r in scores_table(db_url, COURSE) if r["id"] == "alice"]
+    assert row["scores"][WEEK] == pytest.approx(float(exported["score"]))
+
+
 def test_unknown_week_or_notebook_is_an_error(db_url):
     with pytest.raises(GradebookError, match="generate_assignment"):
         record_autograde(db_url, COURSE, "m9w99", "alice", NOTEBOOK, alice_first(), PARTS)
@@ -250,11 +275,12 @@ def test_scores_table_and_canvas_csv(db_url, tmp_path):
     path = write_csv(list(rows.values()), tmp_path / "canvas.csv")
     lines = list(csv.reader(path.open()))
     assert lines[0] == ["Student", "ID", WEEK, "m1w02", "Total"]
-    assert lines[1:] == [["Abbot, Alice", "alice", "10", "4", "14"],
+    assert lines[1] == ["Points Possible", "", "17", "4", "21"]
+    assert lines[2:] == [["Abbot, Alice", "alice", "10", "4", "14"],
                          ["bob", "bob", "7.5", "", "7.5"],
                          ["Chen, Carol", "carol", "", "", "0"]]
     zeros = list(csv.reader(write_csv(list(rows.values()), tmp_path / "z.csv", missing="0").open()))
-    assert zeros[3] == ["Chen, Carol", "carol", "0", "0", "0"]
+    assert zeros[4] == ["Chen, Carol", "carol", "0", "0", "0"]
 
 
 def test_html_report(db_url, tmp_path):

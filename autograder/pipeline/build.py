@@ -1,8 +1,10 @@
 """From `reference/<week>_<slug>.py` to `release/<week>/`.
 
 1. jupytext reads the percent-format reference into a notebook. Each cell gets its
-   nbgrader role: a cell with a `### BEGIN SOLUTION` region is a solution cell,
-   explicit `nbgrader` metadata is kept, every other cell is locked. Cell ids are made
+   nbgrader role: a cell with a `### BEGIN SOLUTION` region is a solution cell, a
+   markdown cell marked `written=<points>` is a written answer graded by hand, a part's
+   `check(...)` cell is that part's autograded cell, explicit `nbgrader` metadata is kept,
+   and every other cell is locked. Cell ids are made
    from the week and the cell's position so that builds are byte-for-byte repeatable.
 2. That notebook, with the week's public tests and helpers, is nbgrader's source
    assignment (the answer key). nbgrader's `generate_assignment` writes the student
@@ -94,6 +96,8 @@ def _nbgrader_metadata(cell: nbformat.NotebookNode, week: str, index: int, used:
     cell in the gradebook (`part-<part>`, worth the part's hidden points): formgrader shows
     one score per part, and the autograder fills it in."""
     given = dict(cell.metadata.get("nbgrader", {}))
+    if "written" in cell.metadata:
+        return _written_answer(cell, week, index, used)
     part = check_part(cell, week)
     if part and part_points.get(part) and f"part-{part}" not in used and not given:
         used.add(f"part-{part}")
@@ -108,6 +112,23 @@ def _nbgrader_metadata(cell: nbformat.NotebookNode, week: str, index: int, used:
     meta.update(given)
     meta["grade_id"] = grade_id
     return meta
+
+
+def _written_answer(cell: nbformat.NotebookNode, week: str, index: int, used: set[str]) -> dict:
+    """A written answer (theory weeks), marked `# %% [markdown] written=<points>` in the
+    reference: its `### BEGIN SOLUTION` region is the model answer, which the release
+    replaces with nbgrader's "YOUR ANSWER HERE"; graded by hand in formgrader."""
+    points = cell.metadata.pop("written")
+    where = f"reference of {week}, cell {index}"
+    if cell.cell_type != "markdown" or SOLUTION_BEGIN not in cell.source:
+        raise BuildError(f"{where}: a written=<points> cell must be markdown with a {SOLUTION_BEGIN} region "
+                         "holding the model answer")
+    if isinstance(points, bool) or not isinstance(points, (int, float)) or points <= 0:
+        raise BuildError(f"{where}: written={points!r} must be a positive number of points")
+    grade_id = f"written-{sum(name.startswith('written-') for name in used) + 1}"
+    used.add(grade_id)
+    return {"grade": True, "solution": True, "locked": False, "points": float(points), "grade_id": grade_id,
+            "schema_version": 3}
 
 
 def _cell_name(cell: nbformat.NotebookNode, is_solution: bool) -> str | None:
