@@ -132,7 +132,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
 
     with console.status(f"grading {notebook.name} against the {args.week} hidden suite…"):
         result = grade(course, root, args.week, [Submitted(notebook.stem, notebook)],
-                       sandbox=args.sandbox)[notebook.stem]
+                       sandbox=_sandbox(args))[notebook.stem]
     _print_result(result)
     if args.results:
         write_json_atomically(results_json(result, week.points), Path(args.results))
@@ -157,7 +157,36 @@ def _print_result(result) -> None:
             table.add_row(t.name, t.kind, f"{t.points if t.passed else 0:g}/{t.points:g}", verdict)
         console.print(table)
     console.print(f"total: {result.earned:g} / {result.possible:g}   "
-                  f"({result.seconds:.1f} s, sandbox: {result.sandbox})")
+                  f"({result.seconds:.1f} s, sandbox: {result.sandbox}, device: {result.device or 'unknown'})")
+
+
+def _sandbox(args: argparse.Namespace) -> str | None:
+    """`--backend docker` runs workers in containers; `--sandbox` picks the local sandbox."""
+    if getattr(args, "backend", "local") == "docker":
+        if args.sandbox not in (None, "docker"):
+            raise UsageError("--sandbox applies to the local backend only; drop it or use --backend local")
+        return "docker"
+    return args.sandbox
+
+
+def cmd_image(args: argparse.Namespace) -> int:
+    from autograder.pipeline.image import build_image
+    from autograder.sandbox.container import DockerUnavailable, check_image, client
+
+    course, _ = _course(args)
+    tag = args.tag or course.grading.image
+    try:
+        if args.action == "check":
+            check_image(client(), tag)
+            console.print(f"{tag} is built from this checkout's uv.lock and worker code")
+            return 0
+        started = time.monotonic()
+        image_id = build_image(base=args.base, tag=tag, on_line=lambda line: console.print(line, markup=False))
+    except DockerUnavailable as exc:
+        err.print(f"course image: {exc}", markup=False)
+        return 1
+    console.print(f"built {tag} ({image_id[:19]}) in {time.monotonic() - started:.0f} s")
+    return 0
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -312,7 +341,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
 def cmd_autograde(args: argparse.Namespace) -> int:
     course, root = _course(args)
-    _autograde(course, root, args.week, _settings(args, course), args.student, args.jobs, args.sandbox)
+    _autograde(course, root, args.week, _settings(args, course), args.student, args.jobs, _sandbox(args))
     return 0
 
 
@@ -442,8 +471,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("notebook", metavar="NOTEBOOK", help="a submitted .ipynb (or a .py module)")
     p.add_argument("--results", metavar="FILE", help="write Gradescope-style results JSON here")
     p.add_argument("--feedback", metavar="FILE", help="write a markdown feedback report here")
-    p.add_argument("--backend", choices=["local"], default="local",
-                   help="where the worker runs (local: a sandboxed process on this machine)")
+    p.add_argument("--backend", choices=["local", "docker"], default="local",
+                   help="where the worker runs: local (a sandboxed process on this machine) or docker "
+                   "(a container from the grader image, with a GPU where the host has one)")
     p.add_argument("--sandbox", choices=["auto", "bwrap", "none"], default=None,
                    help="local sandbox (default from course.yaml: auto uses bubblewrap where installed)")
     p.set_defaults(run=cmd_grade)
@@ -479,7 +509,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("week", metavar="WEEK")
     p.add_argument("--jobs", type=int, default=1, metavar="N", help="batches graded side by side (default 1)")
     p.add_argument("--student", action="append", metavar="ID", help="only this student (repeatable)")
-    p.add_argument("--backend", choices=["local"], default="local", help="where workers run")
+    p.add_argument("--backend", choices=["local", "docker"], default="local",
+                   help="where workers run: local sandboxed processes, or docker containers")
     p.add_argument("--sandbox", choices=["auto", "bwrap", "none"], default=None)
     p.add_argument("--exchange", metavar="DIR", help="nbgrader's exchange folder (for the late policy settings)")
     p.set_defaults(run=cmd_autograde)
@@ -513,6 +544,13 @@ def build_parser() -> argparse.ArgumentParser:
                    "default: the week's first)")
     p.add_argument("--sandbox", choices=["auto", "bwrap", "none"], default=None)
     p.set_defaults(run=cmd_demo)
+
+    p = commands.add_parser("image", help="build or check the docker backend's grader image (instructor)")
+    p.add_argument("action", choices=["build", "check"])
+    p.add_argument("--base", metavar="IMAGE", help="base image (default: the Dockerfile's debian:bookworm-slim; "
+                   "without a registry, one made with debootstrap, as docker/engine.sh does)")
+    p.add_argument("--tag", metavar="NAME", help="image name (default: course.yaml's grading.image)")
+    p.set_defaults(run=cmd_image)
 
     p = commands.add_parser("verify", help="prove a week's suite: key full, release zero, mutants caught")
     p.add_argument("weeks", nargs="*", metavar="WEEK", help="weeks to verify (default: every ready week)")

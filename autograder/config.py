@@ -31,7 +31,8 @@ class GradingLimits(_Strict):
     processes: int = Field(64, ge=8, description="threads and processes the worker may add")
     file_size_mb: int = Field(64, ge=1)
     gpu: Literal["never", "prefer", "require"] = "prefer"
-    sandbox: Literal["auto", "bwrap", "none"] = "auto"
+    sandbox: Literal["auto", "bwrap", "none", "docker"] = "auto"
+    image: str = Field("vitssl-grader:latest", description="the docker backend's grader image")
 
 
 class Workflow(_Strict):

@@ -42,10 +42,12 @@ def autograde_week(course: Course, root: Path, week_id: str, settings: WorkflowS
         raise WorkflowError(f"no collected submissions of {week_id}" +
                             (f" for {', '.join(students)}" if students else "") + ": run `course collect` first")
     batches = _batches(collected, jobs)
+    def grade_batch(index: int, batch: list[Collected]) -> dict[str, GradeResult]:
+        return grade(course, root, week_id, [Submitted(c.student, c.notebook) for c in batch],
+                     sandbox=sandbox, on_progress=on_progress, gpu_index=index)
+
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        graded = pool.map(lambda batch: grade(course, root, week_id, [Submitted(c.student, c.notebook)
-                                                                       for c in batch],
-                                              sandbox=sandbox, on_progress=on_progress), batches)
+        graded = pool.map(grade_batch, range(len(batches)), batches)
         results = {name: result for batch in graded for name, result in batch.items()}
     done = [_write(course, root, week_id, c, results[c.student], settings) for c in collected]
     _record(root, week_id, settings, collected, done)

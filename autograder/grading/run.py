@@ -48,6 +48,7 @@ class GradeResult:
     output: str = ""
     seconds: float = 0.0
     sandbox: str = ""
+    device: str = ""  # where the student's code ran: "cpu" or "cuda (<GPU name>)"
 
     @property
     def earned(self) -> float:
@@ -60,10 +61,13 @@ class GradeResult:
 
 def grade(course: Course, root: Path, week_id: str, submissions: list[Submitted], suite: str = "hidden",
           sandbox: str | None = None, extra_pytest_args: list[str] | None = None,
-          on_progress: Callable[[str, float, float], None] | None = None) -> dict[str, GradeResult]:
+          on_progress: Callable[[str, float, float], None] | None = None,
+          gpu_index: int = 0) -> dict[str, GradeResult]:
     """Grade each submission against the week's `hidden` (or `public`) suite.
 
     `on_progress(name, earned, possible)` is called as each submission's tests finish.
+    `sandbox` "docker" runs each worker in a container; `gpu_index` picks its GPU where
+    there are several (parallel batches pass their number).
     """
     week = course.week(week_id)
     paths = CoursePaths(root)
@@ -71,6 +75,8 @@ def grade(course: Course, root: Path, week_id: str, submissions: list[Submitted]
     if not suite_dir.is_dir():
         raise GradingError(f"{suite_dir} does not exist: week {week_id} has no {suite} tests")
     limits = course.grading
+    sandbox = sandbox or limits.sandbox
+    docker = _docker_settings(limits, gpu_index) if sandbox == "docker" else None
     started = time.monotonic()
     results: dict[str, GradeResult] = {}
     with tempfile.TemporaryDirectory(prefix=f"grade-{week_id}-") as tmp:
@@ -86,21 +92,41 @@ def grade(course: Course, root: Path, week_id: str, submissions: list[Submitted]
             elif on_progress is not None:
                 on_progress(item.name, 0.0, 0.0)
         if prepared:
-            outcomes, outputs, log = _run_suite(course, root, week_id, suite_dir, prepared, work, limits,
-                                                sandbox, extra_pytest_args or [], on_progress)
+            try:
+                outcomes, outputs, devices, log = _run_suite(course, root, week_id, suite_dir, prepared, work, limits,
+                                                    sandbox, extra_pytest_args or [], on_progress, docker)
+            finally:
+                if docker is not None:
+                    from autograder.sandbox.container import remove_run_containers
+
+                    remove_run_containers(docker["run_id"])
             for outcome in outcomes:
                 results[outcome.submission].tests.append(outcome)
             for entry in prepared:
                 result = results[entry["name"]]
                 result.output = outputs.get(entry["name"], "")
+                result.device = devices.get(entry["name"], "")
                 if not result.tests:
                     result.error = "no test ran for this submission"
                     result.notes.append(log[-2000:])
     elapsed = time.monotonic() - started
     for result in results.values():
         result.seconds = elapsed
-        result.sandbox = _sandbox_name(sandbox or limits.sandbox)
+        result.sandbox = f"docker ({limits.image})" if docker else _sandbox_name(sandbox)
     return results
+
+
+def _docker_settings(limits: GradingLimits, gpu_index: int) -> dict:
+    """Check the engine, the image and the GPU policy before anything runs; the settings
+    every container of this run gets."""
+    from autograder.sandbox.container import DockerUnavailable, check_image, client, gpu_request, new_run_id
+
+    try:
+        check_image(client(), limits.image)
+        gpu_request(limits.gpu, gpu_index)
+    except DockerUnavailable as exc:
+        raise GradingError(str(exc)) from None
+    return {"image": limits.image, "run_id": new_run_id(), "gpu": limits.gpu, "gpu_index": gpu_index}
 
 
 def _prepare(item: Submitted, index: int, work: Path, forbidden: list[str], week: str,
@@ -125,9 +151,9 @@ def _prepare(item: Submitted, index: int, work: Path, forbidden: list[str], week
 
 
 def _run_suite(course: Course, root: Path, week_id: str, suite_dir: Path, prepared: list[dict], work: Path,
-               limits: GradingLimits, sandbox: str | None, extra: list[str],
-               on_progress: Callable[[str, float, float], None] | None = None,
-               ) -> tuple[list[TestOutcome], dict[str, str], str]:
+               limits: GradingLimits, sandbox: str, extra: list[str],
+               on_progress: Callable[[str, float, float], None] | None = None, docker: dict | None = None,
+               ) -> tuple[list[TestOutcome], dict[str, str], dict[str, str], str]:
     paths = CoursePaths(root)
     outcomes_path = work / "outcomes.json"
     progress_path = work / "progress.jsonl"
@@ -141,7 +167,8 @@ def _run_suite(course: Course, root: Path, week_id: str, suite_dir: Path, prepar
         "test_timeout_s": limits.test_timeout_s,
         "submission_timeout_s": limits.submission_timeout_s,
         "import_timeout_s": limits.import_timeout_s,
-        "sandbox": sandbox or limits.sandbox,
+        "sandbox": sandbox,
+        **({"docker": docker} if docker else {}),
         "forbidden": course.week(week_id).forbidden,
         "helper_dirs": [str(paths.release(week_id))] if paths.release(week_id).is_dir() else [],
         "denied_paths": [str(root / "assignments"), str(root / "reference"), str(root / "gradebook"),
@@ -165,7 +192,7 @@ def _run_suite(course: Course, root: Path, week_id: str, suite_dir: Path, prepar
     outcomes = [TestOutcome(**o) for o in data["outcomes"]]
     if not outcomes and "error" in log.lower():
         raise GradingError(f"the test suite for {week_id} failed to load:\n{log[-4000:]}")
-    return outcomes, data.get("outputs", {}), log
+    return outcomes, data.get("outputs", {}), data.get("devices", {}), log
 
 
 def _run_reporting_progress(command: list[str], env: dict, cwd: Path, budget: float, progress_path: Path,

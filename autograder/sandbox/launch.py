@@ -57,8 +57,12 @@ class WorkerSpec:
     forbidden: list[str] = field(default_factory=list)
     denied_paths: list[Path] = field(default_factory=list)
     limits: Limits = field(default_factory=Limits)
-    sandbox: str = "auto"  # "auto", "bwrap" or "none"
+    sandbox: str = "auto"  # "auto", "bwrap", "none" or "docker"
     threads: int = 1
+    image: str = "vitssl-grader:latest"   # the docker backend's image
+    run_id: str = ""                      # labels a grading run's containers, to remove them all
+    gpu: str = "prefer"                   # never | prefer | require (docker backend)
+    gpu_index: int = 0                    # which GPU, where there are several
 
 
 def bubblewrap_available() -> bool:
@@ -132,7 +136,43 @@ class OutputTail:
             pass
 
 
-class Zygote:
+class ControlChannel:
+    """The trusted side's end of a zygote's control socket (`self.sock`): ask for a child,
+    hear how it ended. Shared by the local zygote and the container one."""
+
+    def spawn(self, spec: WorkerSpec) -> tuple[socket.socket, OutputTail]:
+        """Fork a child for this submission: its own socket, and its output."""
+        from autograder.sandbox import wire
+
+        wire.send(self.sock, wire.encode({"op": "spawn", "child": self.child_config(spec)}, []), [])
+        self.sock.settimeout(30)
+        try:
+            _, fds, _, _ = socket.recv_fds(self.sock, 16, 2)
+        finally:
+            self.sock.settimeout(None)
+        if len(fds) != 2:
+            for fd in fds:
+                os.close(fd)
+            raise EOFError("the worker did not start a child")
+        return socket.socket(fileno=fds[0]), OutputTail(os.fdopen(fds[1], "rb", buffering=0))
+
+    def child_exit_status(self, seconds: float) -> int | None:
+        """The zygote's report of its child's end: the exit code, or minus the signal."""
+        from autograder.sandbox import wire
+
+        self.sock.settimeout(seconds)
+        try:
+            message, blobs = wire.receive(self.sock)
+            message = wire.decode(message, blobs)
+        except (OSError, EOFError, wire.WireError):
+            return None
+        finally:
+            self.sock.settimeout(None)
+        code = message.get("child_exited") if isinstance(message, dict) else None
+        return code if isinstance(code, int) else None
+
+
+class Zygote(ControlChannel):
     """A sandboxed process that has imported torch and forks one child per submission.
 
     Children run one at a time over the zygote's socket; `spawn` hands back a pipe with the
@@ -176,37 +216,6 @@ class Zygote:
             "drop_privileges": self.drop_privileges,
             "threads": spec.threads,
         }
-
-    def spawn(self, spec: WorkerSpec) -> tuple[socket.socket, OutputTail]:
-        """Fork a child for this submission: its own socket, and its output."""
-        from autograder.sandbox import wire
-
-        wire.send(self.sock, wire.encode({"op": "spawn", "child": self.child_config(spec)}, []), [])
-        self.sock.settimeout(30)
-        try:
-            _, fds, _, _ = socket.recv_fds(self.sock, 16, 2)
-        finally:
-            self.sock.settimeout(None)
-        if len(fds) != 2:
-            for fd in fds:
-                os.close(fd)
-            raise EOFError("the worker did not start a child")
-        return socket.socket(fileno=fds[0]), OutputTail(os.fdopen(fds[1], "rb", buffering=0))
-
-    def child_exit_status(self, seconds: float) -> int | None:
-        """The zygote's report of its child's end: the exit code, or minus the signal."""
-        from autograder.sandbox import wire
-
-        self.sock.settimeout(seconds)
-        try:
-            message, blobs = wire.receive(self.sock)
-            message = wire.decode(message, blobs)
-        except (OSError, EOFError, wire.WireError):
-            return None
-        finally:
-            self.sock.settimeout(None)
-        code = message.get("child_exited") if isinstance(message, dict) else None
-        return code if isinstance(code, int) else None
 
     def _bwrap_prefix(self) -> list[str]:
         spec = self.spec
@@ -290,7 +299,12 @@ class ZygotePool:
         self._idle.clear()
 
     def _start(self) -> Zygote:
-        zygote = Zygote(self.spec)
+        if self.spec.sandbox == "docker":
+            from autograder.sandbox.container import ContainerZygote
+
+            zygote = ContainerZygote(self.spec)
+        else:
+            zygote = Zygote(self.spec)
         self._all = [z for z in self._all if z.process.poll() is None] + [zygote]
         return zygote
 

@@ -5,7 +5,8 @@ until the connection closes: get an attribute, call something, give gradients fo
 these cotangents. Everything it knows is untrusted by the other side, so it needs no
 secrets and holds none.
 
-Run as `python -m autograder.sandbox.worker CONFIG_JSON`; the config names the socket's fd.
+Run as `python -m autograder.sandbox.worker CONFIG_JSON`; the config names the socket's fd
+(or, in a container, the path of the trusted side's Unix socket).
 The process boots once and then serves submissions one at a time, each in a forked child.
 """
 
@@ -36,7 +37,7 @@ def main() -> None:
     child, and serves a single one.
     """
     config = json.loads(sys.argv[1])
-    sock = socket.socket(fileno=config["socket_fd"])
+    sock = _control_socket(config)
     import torch
 
     torch.set_num_threads(1)  # before any torch work: forking after threaded work can hang
@@ -64,6 +65,16 @@ def main() -> None:
             return
 
 
+def _control_socket(config: dict) -> socket.socket:
+    """The trusted side's socket: inherited (a local sandbox) or, in a container, a Unix
+    socket in the one folder mounted from the host."""
+    if "socket_path" in config:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.connect(config["socket_path"])
+        return sock
+    return socket.socket(fileno=config["socket_fd"])
+
+
 def _run_child(control: socket.socket, torch: Any, wire: Any, guard: Any, child: dict) -> int:
     """Fork the child for one submission, with a socket and an output pipe of its own.
 
@@ -83,6 +94,9 @@ def _run_child(control: socket.socket, torch: Any, wire: Any, guard: Any, child:
             os.close(write_end)
             os.setsid()
             _child(data_child, torch, wire, guard, child)
+        except Exception:  # the worker's own failure (student code's errors are answered by Server)
+            traceback.print_exc()
+            os._exit(70)
         finally:
             os._exit(0)
     data_child.close()
@@ -156,7 +170,7 @@ class Server:
         self._seed(0)
         module, error = self._import_submission(self.config["module_path"], self.config["source"])
         self.objects[0] = module
-        self._send({"ready": True, "import_error": error, "names": self._names(module)})
+        self._send({"ready": True, "import_error": error, "names": self._names(module), "device": self._device()})
         while True:
             try:
                 message, blobs = self.wire.receive(self.sock)
@@ -177,6 +191,12 @@ class Server:
         except BaseException as exc:  # SystemExit and KeyboardInterrupt are student errors too
             return module, self._describe(exc)
         return module, None
+
+    def _device(self) -> str:
+        """What the student's code can use: after the fork, so CUDA is never set up in the zygote."""
+        if self.torch.cuda.is_available():
+            return f"cuda ({self.torch.cuda.get_device_name(0)})"
+        return "cpu"
 
     def _names(self, module: Any) -> dict[str, str]:
         return {k: self._kind(v) for k, v in vars(module).items() if not k.startswith("__")}

@@ -230,8 +230,10 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     if plugin is not None:
         outputs = {name: entry.client.output() for name, entry in plugin.entries.items()
                    if entry.client is not None}
+        devices = {name: entry.client.device for name, entry in plugin.entries.items()
+                   if entry.client is not None and entry.client.device}
         config._autograder_results.write_text(json.dumps(
-            {"outcomes": [asdict(o) for o in plugin.outcomes], "outputs": outputs}))
+            {"outcomes": [asdict(o) for o in plugin.outcomes], "outputs": outputs, "devices": devices}))
 
 
 def plugin_from_config(config: dict) -> SubmissionPlugin:
@@ -247,7 +249,7 @@ def plugin_from_config(config: dict) -> SubmissionPlugin:
                           helper_dirs=[Path(p) for p in config.get("helper_dirs", [])],
                           forbidden=config.get("forbidden", []),
                           denied_paths=[Path(p) for p in config.get("denied_paths", []) + item.get("denied_paths", [])],
-                          limits=limits, sandbox=config.get("sandbox", "auto"))
+                          limits=limits, sandbox=config.get("sandbox", "auto"), **config.get("docker", {}))
         # one sandbox recipe per run (week, helpers, forbidden APIs); a spare only for batches
         pool = pool or ZygotePool(spec, spare=len(config["submissions"]) > 1)
         client = WorkerClient(spec, import_timeout=config.get("import_timeout_s", 60.0), pool=pool)

@@ -46,6 +46,7 @@ class WorkerClient:
         self.timeout_reason = "the time limit for this test"
         self._ready = False
         self._outputs: list[str] = []
+        self.device = ""  # what the student's code could use, as the worker saw it
 
     # -- lifecycle ------------------------------------------------------------------
     def start(self) -> None:
@@ -79,6 +80,7 @@ class WorkerClient:
             raise ImportFailed(self.import_error)
         error = hello.get("import_error")
         self.names = hello.get("names") if isinstance(hello.get("names"), dict) else {}
+        self.device = str(hello.get("device", ""))[:80]
         self._ready = True
         self.pool.warm()  # the next submission's zygote boots while this one is tested
         if error:
@@ -183,8 +185,8 @@ class WorkerClient:
         code = zygote.child_exit_status(2) if zygote is not None and zygote.booted else None
         if code is None and zygote is not None:
             code = zygote.wait_briefly()
-            if code is not None and zygote.sandbox == "bwrap" and code > 128:
-                code = -(code - 128)  # bubblewrap reports its child's fatal signal as 128 + signal
+            if code is not None and zygote.sandbox in ("bwrap", "docker") and code > 128:
+                code = -(code - 128)  # bubblewrap and docker report a fatal signal as 128 + signal
         self.kill()
         if code is not None and code < 0:
             reason = f"killed by signal {-code}"
