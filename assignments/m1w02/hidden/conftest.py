@@ -1,0 +1,63 @@
+"""Shared data and trusted models for m1w02's hidden suite (the trusted side only).
+
+Fixture names start with `m1w02_` so that they cannot clash with other weeks' fixtures.
+"""
+
+from __future__ import annotations
+
+import types
+from functools import partial
+
+import pytest
+import torch
+
+# Small models on a 2-core CPU: more threads than cores makes the training tests several times slower.
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def m1w02_timm() -> types.SimpleNamespace:
+    """timm's modules, built with the constructor arguments of the notebook's contract."""
+    from timm.layers.pos_embed_rel import RelPosBias
+    from timm.models import deit, maxxvit
+    from timm.models import swin_transformer as swin
+
+    def window_attention(**kw):
+        module = swin.WindowAttention(**kw)
+        module.fused_attn = False  # the explicit path: its matrix products are what FlopCounterMode counts
+        return module
+
+    def swin_classifier(depth, num_heads, **kw):
+        return swin.SwinTransformer(depths=(depth,), num_heads=(num_heads,), **kw)
+
+    def mbconv(in_chs, out_chs, stride=1):
+        return maxxvit.MbConvBlock(in_chs, out_chs, stride, cfg=maxxvit.MaxxVitConvCfg())  # CoAtNet-0's settings
+
+    def relative_attention(dim, feat_size, dim_head):
+        return maxxvit.Attention2d(dim, dim, dim_head=dim_head, rel_pos_cls=partial(RelPosBias, window_size=feat_size))
+
+    return types.SimpleNamespace(
+        window_partition=swin.window_partition,
+        window_reverse=swin.window_reverse,
+        relative_position_index=swin.get_relative_position_index,
+        WindowAttention=window_attention,
+        SwinTransformerBlock=lambda **kw: swin.SwinTransformerBlock(**kw),
+        SwinClassifier=swin_classifier,
+        MBConv=mbconv,
+        RelativeAttention2d=relative_attention,
+        DistilledVisionTransformer=lambda **kw: deit.VisionTransformerDistilled(**kw),
+    )
+
+
+@pytest.fixture(scope="session")
+def m1w02_digits() -> dict[str, torch.Tensor]:
+    """scikit-learn's 8x8 digits in [0, 1], [n, 1, 8, 8]; a fixed split of 1297 train / 500 test."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0
+    labels = torch.tensor(digits.target, dtype=torch.long)
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))
+    train, test = order[:-500], order[-500:]
+    return {"x_train": images[train], "y_train": labels[train],
+            "x_test": images[test], "y_test": labels[test]}
