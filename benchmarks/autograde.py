@@ -8,7 +8,9 @@ Grades N copies of a week's answer key and N of its released notebook, with --jo
   submission, measured on one key and one release. The overhead thus includes the trusted
   side's imports, paid once per batch, and the sandboxed workers.
 
-    uv run python benchmarks/autograde.py --copies 4 --week m1w01
+    uv run python benchmarks/autograde.py --copies 4 --week m1w01 [--backend docker]
+
+With --backend docker, the difference from the local figures is the containers' cost.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ def main() -> None:
     parser.add_argument("--week", default="m1w01")
     parser.add_argument("--copies", type=int, default=4, help="copies of the key and of the release (N)")
     parser.add_argument("--jobs", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--backend", choices=["local", "docker"], default="local",
+                        help="docker: a container per submission (needs DOCKER_HOST and the grader image)")
     args = parser.parse_args()
     course = load_course(ROOT / "course.yaml")
     week = course.week(args.week)
@@ -62,12 +66,13 @@ def main() -> None:
             from concurrent.futures import ThreadPoolExecutor
 
             with ThreadPoolExecutor(jobs) as pool:
-                results = [r for batch in pool.map(lambda b: grade(course, ROOT, week.id, b), batches)
+                sandbox = "docker" if args.backend == "docker" else None
+                results = [r for batch in pool.map(lambda b: grade(course, ROOT, week.id, b, sandbox=sandbox), batches)
                            for r in batch.values()]
             wall = time.monotonic() - started
             n = len(results)
             full = sum(r.earned == r.possible for r in results)
-            print(f"--jobs {jobs}: {n} submissions in {wall:.1f} s = {60 * n / wall:.1f} per minute; "
+            print(f"{args.backend} --jobs {jobs}: {n} submissions in {wall:.1f} s = {60 * n / wall:.1f} per minute; "
                   f"per submission {wall / n:.1f} s wall, overhead over in-process "
                   f"{wall * jobs / n - in_process:.1f} s of a core (keys at full marks: {full}/{args.copies})")
 

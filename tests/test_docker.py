@@ -138,3 +138,21 @@ def test_cli_says_what_to_do_without_an_engine(tmp_path):
                             env={"PATH": "/usr/bin:/bin", "DOCKER_HOST": f"unix://{tmp_path}/nothing.sock"})
     assert result.returncode == 1 and "no Docker engine answers" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_a_required_gpu_that_is_missing_is_an_error(engine, tmp_path):
+    from autograder.sandbox.container import gpu_count
+
+    if gpu_count():
+        pytest.skip("this host has a GPU")
+    import yaml
+
+    root = tmp_path / "course"
+    shutil.copytree(TOY, root)
+    data = yaml.safe_load((root / "course.yaml").read_text())
+    data["grading"]["gpu"] = "require"
+    (root / "course.yaml").write_text(yaml.safe_dump(data))
+    course = load_course(root / "course.yaml")
+    with pytest.raises(GradingError, match="no NVIDIA GPU"):
+        grade(course, root, "m1w01", [Submitted("x", write_module(tmp_path, "x", HONEST_SOFTMAX))], sandbox="docker")
