@@ -22,29 +22,29 @@ def m1w02_timm() -> types.SimpleNamespace:
     from timm.models import deit, maxxvit
     from timm.models import swin_transformer as swin
 
-    def window_attention(**kw):
+    def build_timm_window_attention(**kw):
         module = swin.WindowAttention(**kw)
         module.fused_attn = False  # the explicit path: its matrix products are what FlopCounterMode counts
         return module
 
-    def swin_classifier(depth, num_heads, **kw):
+    def build_timm_swin_classifier(depth, num_heads, **kw):
         return swin.SwinTransformer(depths=(depth,), num_heads=(num_heads,), **kw)
 
-    def mbconv(in_chs, out_chs, stride=1):
+    def build_timm_mbconv(in_chs, out_chs, stride=1):
         return maxxvit.MbConvBlock(in_chs, out_chs, stride, cfg=maxxvit.MaxxVitConvCfg())  # CoAtNet-0's settings
 
-    def relative_attention(dim, feat_size, dim_head):
+    def build_timm_relative_attention(dim, feat_size, dim_head):
         return maxxvit.Attention2d(dim, dim, dim_head=dim_head, rel_pos_cls=partial(RelPosBias, window_size=feat_size))
 
     return types.SimpleNamespace(
         window_partition=swin.window_partition,
         window_reverse=swin.window_reverse,
         relative_position_index=swin.get_relative_position_index,
-        WindowAttention=window_attention,
+        WindowAttention=build_timm_window_attention,
         SwinTransformerBlock=lambda **kw: swin.SwinTransformerBlock(**kw),
-        SwinClassifier=swin_classifier,
-        MBConv=mbconv,
-        RelativeAttention2d=relative_attention,
+        SwinClassifier=build_timm_swin_classifier,
+        MBConv=build_timm_mbconv,
+        RelativeAttention2d=build_timm_relative_attention,
         DistilledVisionTransformer=lambda **kw: deit.VisionTransformerDistilled(**kw),
     )
 

@@ -307,7 +307,7 @@ BLOCKS = {
 
 @pytest.mark.points(2)
 @pytest.mark.kind("shape")
-def test_swin_block_shapes(sub):
+def test_swin_block_shapes_and_mask(sub):
     """SwinTransformerBlock keeps [B, H, W, C], has an MLP of int(C * mlp_ratio) units and attn_mask None or [nW, N, N]."""
     for name in ("no_shift", "rect_shift"):
         cfg = BLOCKS[name]
@@ -426,7 +426,8 @@ def test_cost_matches_counted_flops(sub, m1w02_timm):
             f"{what} on {h}x{w} tokens: PyTorch counts {counter.get_total_flops()} FLOPs, but attention_cost says "
             f"{cost['macs']} multiply-adds ({2 * cost['macs']} FLOPs)")
         assert cost["attention_weights"] == sizes[0], (
-            f"{what}: the softmax computes {sizes[0]} attention weights, attention_cost says {cost['attention_weights']}")
+            f"{what}: the softmax computes {sizes[0]} attention weights, attention_cost says "
+            f"{cost['attention_weights']}")
 
 
 # == MBConv (part 9) =========================================================================
@@ -676,7 +677,7 @@ def test_distillation_grads(sub):
 @pytest.mark.kind("convergence")
 @pytest.mark.timeout(120)
 def test_train_swin_on_digits(sub, m1w02_digits):
-    """Your train_model trains your SwinClassifier on 8x8 digits (300 steps) to at least 80% held-out accuracy."""
+    """Your train_model trains your SwinClassifier on 8x8 digits (300 steps) to at least 75% held-out accuracy."""
     d = m1w02_digits
     model = sub.SwinClassifier(img_size=8, patch_size=2, in_chans=1, num_classes=10, embed_dim=32, depth=2,
                                num_heads=2, window_size=2, mlp_ratio=2.0)
@@ -688,10 +689,11 @@ def test_train_swin_on_digits(sub, m1w02_digits):
     logits = model(d["x_test"])
     assert_shape(logits, (500, 10), what="logits for the held-out digits")
     accuracy = (logits.argmax(-1) == d["y_test"]).double().mean().item()
-    # Measured on 1 thread with the reference, one run per seed (init and batches): 0.872-0.950 over 10 seeds
-    # (mean 0.909, sd 0.02). 0.80 leaves room for valid variants (other initialisations, epoch-wise sampling).
-    assert accuracy >= 0.80, (f"after training, your Swin classifies {accuracy:.1%} of 500 held-out digits correctly; "
-                              "at least 80% is expected (a correct model and loop reach about 90%)")
+    # Measured on 1 thread, one run per seed (init and batches): the reference 0.872-0.950 over 10 seeds (mean 0.909,
+    # sd 0.02); with timm's trunc-normal(0.02) init of the Linear layers 0.824-0.868 (8 seeds); with epoch-wise
+    # sampling 0.878-0.944 (8 seeds). A broken loop (e.g. no zero_grad) stays far below. 0.75 keeps valid variants safe.
+    assert accuracy >= 0.75, (f"after training, your Swin classifies {accuracy:.1%} of 500 held-out digits correctly; "
+                              "at least 75% is expected (a correct model and loop reach 82-95%)")
 
 
 @pytest.mark.points(5)
@@ -699,7 +701,7 @@ def test_train_swin_on_digits(sub, m1w02_digits):
 @pytest.mark.timeout(90)
 def test_train_deit_distillation_follows_teacher(sub, m1w02_digits):
     """With a teacher that always names the next digit, distillation training (200 steps) teaches the class head the
-    true labels and the distillation head the teacher's: each at least 70% right on held-out digits."""
+    true labels and the distillation head the teacher's: each at least 50% right on held-out digits."""
     d = m1w02_digits
     teacher = 4.0 * F.one_hot((d["y_train"] + 1) % 10, 10).float()  # a confident teacher, wrong by one digit
     model = sub.DistilledVisionTransformer(img_size=8, patch_size=2, in_chans=1, num_classes=10, embed_dim=32,
@@ -712,12 +714,15 @@ def test_train_deit_distillation_follows_teacher(sub, m1w02_digits):
     assert isinstance(out, (tuple, list)) and len(out) == 2, "in training mode the model should return both heads"
     cls_acc = (out[0].argmax(-1) == d["y_test"]).double().mean().item()
     dist_acc = (out[1].argmax(-1) == (d["y_test"] + 1) % 10).double().mean().item()
-    # Measured with the reference: class head 0.84-0.94, distillation head 0.83-0.94 against the teacher (10 seeds);
-    # swapping the heads' targets gives ~0.0 on both.
-    assert cls_acc >= 0.70, (f"the class head predicts {cls_acc:.1%} of held-out digits; it should learn the true "
-                             "labels (at least 70%)")
-    assert dist_acc >= 0.70, (f"the distillation head agrees with the teacher on {dist_acc:.1%} of held-out digits; "
-                              "it should learn the teacher's labels (at least 70%)")
+    # Measured on 1 thread, one run per seed (init and batches): the reference gives class head 0.878-0.936 and
+    # distillation head 0.860-0.936 against the teacher (10 seeds); with timm's trunc-normal(0.02) init of the Linear
+    # layers, which learns more slowly, 0.654-0.908 and 0.662-0.920 (8 seeds). Swapping the heads' targets gives 0.016
+    # and 0.002, and ignoring the teacher (alpha = 0) leaves the distillation head at 0.08-0.19: 0.5 separates them.
+    assert cls_acc >= 0.50, (f"the class head predicts {cls_acc:.1%} of held-out digits; it should learn the true "
+                             "labels (at least 50%; a correct model and loop reach 65-94%)")
+    assert dist_acc >= 0.50, (f"the distillation head agrees with the teacher on {dist_acc:.1%} of held-out digits; "
+                              "it should learn the teacher's labels (at least 50%; a correct model and loop reach "
+                              "66-94%)")
 
 
 @pytest.mark.points(1)

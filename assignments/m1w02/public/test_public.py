@@ -193,18 +193,19 @@ def test_distillation_perfect_teacher(sub):
 @pytest.mark.points(1)
 @pytest.mark.kind("convergence")
 def test_train_reduces_loss_on_a_tiny_problem(sub):
-    """train_model lowers the loss of a small Swin on a tiny task (bright top or bottom half) and ends in eval mode."""
+    """train_model lowers the loss of a small Swin on a tiny task (horizontal or vertical stripes) and ends in eval mode."""
     g = torch.Generator().manual_seed(0)
     images = 0.5 * torch.rand(96, 1, 8, 8, generator=g)
     labels = torch.randint(0, 2, (96,), generator=g)
-    images[labels == 1, :, :4] += 1.0
-    images[labels == 0, :, 4:] += 1.0
+    images[labels == 1, :, ::2, :] += 1.0  # class 1: horizontal stripes
+    images[labels == 0, :, :, ::2] += 1.0  # class 0: vertical stripes
     model = sub.SwinClassifier(img_size=8, patch_size=2, in_chans=1, num_classes=2, embed_dim=16, depth=2,
                                num_heads=2, window_size=2, mlp_ratio=2.0)
-    losses = sub.train_model(model, images, labels, steps=60, lr=3e-3, batch_size=32, seed=0)
-    assert len(losses) == 60, f"train_model should return one loss per step (60), got {len(losses)}"
+    losses = sub.train_model(model, images, labels, steps=40, lr=3e-3, batch_size=32, seed=0)
+    assert len(losses) == 40, f"train_model should return one loss per step (40), got {len(losses)}"
     assert all(math.isfinite(float(l)) for l in losses), "some returned losses are NaN or infinite"
     first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
-    # Reference: the last 5 losses average far below the first 5; 0.5 is a loose gate.
-    assert last < 0.5 * first, f"the loss should fall well below its start: first 5 steps {first:.3f}, last 5 {last:.3f}"
+    # Reference: the last 5 losses average 0.016-0.043x the first 5 over 12 seeds; 0.5 is a loose gate.
+    assert last < 0.5 * first, (f"the loss should fall well below its start: first 5 steps {first:.3f}, "
+                                f"last 5 {last:.3f}")
     assert model.training is False, "train_model should leave the model in eval mode (call model.eval())"
