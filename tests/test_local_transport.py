@@ -194,14 +194,15 @@ def test_vjp_of_a_module_gives_input_and_parameter_gradients(sub):
     cot = torch.randn(5, 2, dtype=torch.float64)
     result = sub.vjp(model, x, cotangents=cot)
 
-    names = [n for n, _ in model.named_parameters()]
+    twin = _twin(model, double=True)  # the test's own copy: results from `sub` carry no graph
+    names = [n for n, _ in twin.named_parameters()]
     assert set(result.params) == set(names) == {"lin.weight", "lin.bias", "scale"}
     xr = x.clone().requires_grad_()
-    expected = torch.autograd.grad(model(xr), [xr, *model.parameters()], cot)
+    expected = torch.autograd.grad(twin(xr), [xr, *twin.parameters()], cot)
     torch.testing.assert_close(result.inputs[0], expected[0], rtol=0, atol=0)
     for name, grad in zip(names, expected[1:]):
         torch.testing.assert_close(result.params[name], grad, rtol=0, atol=0)
-    assert all(p.grad is None for p in model.parameters())  # nothing accumulated into .grad
+    assert all(p.grad is None for p in _unwrapped(model).parameters())  # nothing accumulated into .grad
 
 
 def test_vjp_of_a_bound_method_includes_the_owners_parameters(sub):
@@ -209,10 +210,23 @@ def test_vjp_of_a_bound_method_includes_the_owners_parameters(sub):
     x, cot = torch.randn(2, 3), torch.randn(2, 2)
     result = sub.vjp(model.forward, x, cotangents=cot)
     assert set(result.params) == {"lin.weight", "lin.bias", "scale"}
+    twin = _twin(model)
     xr = x.clone().requires_grad_()
-    expected = torch.autograd.grad(model(xr), [xr, model.lin.weight], cot)
+    expected = torch.autograd.grad(twin(xr), [xr, twin.lin.weight], cot)
     torch.testing.assert_close(result.inputs[0], expected[0])
     torch.testing.assert_close(result.params["lin.weight"], expected[1])
+
+
+def _unwrapped(guarded):
+    from autograder.testing.local import _unwrap
+
+    return _unwrap(guarded)
+
+
+def _twin(model, double: bool = False) -> nn.Module:
+    twin = Net(3, 2).double() if double else Net(3, 2)
+    twin.load_state_dict(model.state_dict())
+    return twin
 
 
 def test_vjp_without_parameters(sub):
@@ -309,3 +323,23 @@ def test_seed_makes_student_initialisation_repeatable(sub):
     sub.seed(7)
     b = sub.Net(3, 2)
     assert torch.equal(a.lin.weight, b.lin.weight)
+
+
+def test_tensors_cross_as_the_wire_carries_them():
+    """Detached copies both ways, as over the wire: a result brings no autograd graph along
+    (a second backward through it would fail in-process only), and in-place changes stay on
+    their side; `differentiable` is where gradients flow."""
+    namespace: dict = {}
+    exec("import torch\n"
+         "def features(x):\n    return (x * 2).requires_grad_()\n"
+         "def bump(x):\n    x.add_(1)\n    return {'out': [x]}\n", namespace)
+    sub = LocalSubmission(namespace)
+    y = sub.features(torch.ones(2))
+    assert not y.requires_grad and y.grad_fn is None
+    given = torch.zeros(2)
+    returned = sub.bump(given)["out"][0]
+    assert given.sum() == 0 and returned.sum() == 2
+    returned.add_(5)
+    x = torch.ones(2, requires_grad=True)
+    sub.differentiable(sub.features)(x).sum().backward()
+    assert torch.equal(x.grad, torch.full((2,), 2.0))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import types
+from collections import OrderedDict
 from typing import Any, Callable
 
 import numpy as np
@@ -26,7 +27,8 @@ class LocalSubmission(Submission):
         return _guard(self._namespace[name])
 
     def differentiable(self, fn: Any) -> Callable[..., Any]:
-        return fn
+        """Gradients flow through this one, as through the wire's autograd bridge."""
+        return _Guarded(_unwrap(fn), copies=False)
 
     def vjp(self, fn: Any, *args: Any, cotangents: Any, params: bool = True, **kwargs: Any) -> VJP:
         args_in = [_unwrap(a) for a in args]
@@ -42,28 +44,34 @@ class LocalSubmission(Submission):
 
 
 class _Guarded:
-    """A student object or callable, seen from a test: its errors read as they do over the wire.
+    """A student object or callable, seen from a test: it behaves as it does over the wire.
 
-    Everything reached through it (attributes, results, methods) is guarded too, and
-    guarded values are unwrapped again on their way back into student code.
+    Its errors read as the wire's do; everything reached through it (attributes, results,
+    methods) is guarded too, and guarded values are unwrapped again on their way back
+    into student code. Tensors cross as the wire carries them: as detached copies, so a
+    result never brings the student's autograd graph along and neither side sees the
+    other's in-place changes (except through `differentiable`, where gradients flow).
     """
 
-    __slots__ = ("_wrapped",)
+    __slots__ = ("_wrapped", "_copies")
 
-    def __init__(self, wrapped: Any):
+    def __init__(self, wrapped: Any, copies: bool = True):
         object.__setattr__(self, "_wrapped", wrapped)
+        object.__setattr__(self, "_copies", copies)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return _guard(_call(self._wrapped, [_unwrap(a) for a in args], kwargs))
+        cross = _crossing if self._copies else _same
+        result = _call(self._wrapped, [cross(_unwrap(a)) for a in args], {k: cross(v) for k, v in kwargs.items()})
+        return _guard(cross(result))
 
     def __getattr__(self, name: str) -> Any:
-        return _guard(_call(getattr, [self._wrapped, name], {}))
+        return _guard(_crossing(_call(getattr, [self._wrapped, name], {})))
 
     def __setattr__(self, name: str, value: Any) -> None:
-        setattr(self._wrapped, name, _unwrap(value))
+        setattr(self._wrapped, name, _crossing(_unwrap(value)))
 
     def __getitem__(self, key: Any) -> Any:
-        return _guard(_call(lambda: self._wrapped[key], [], {}))
+        return _guard(_crossing(_call(lambda: self._wrapped[key], [], {})))
 
     def __len__(self) -> int:
         return len(self._wrapped)
@@ -91,6 +99,23 @@ def _guard(value: Any) -> Any:
         return value
     if callable(value) or isinstance(value, torch.nn.Module) or hasattr(value, "__dict__"):
         return _Guarded(value)
+    return value
+
+
+def _crossing(value: Any) -> Any:
+    """A value as the wire would deliver it: tensors (also inside lists, tuples and dicts)
+    become detached copies; everything else is passed as it is."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone()
+    if isinstance(value, (list, tuple)):
+        items = [_crossing(v) for v in value]
+        return type(value)(items) if type(value) in (list, tuple) else value
+    if type(value) in (dict, OrderedDict):
+        return type(value)((k, _crossing(v)) for k, v in value.items())
+    return value
+
+
+def _same(value: Any) -> Any:
     return value
 
 
