@@ -48,11 +48,17 @@ def test_toy_week_verification_names_every_problem(toy):
     from autograder.pipeline.build import build_week
 
     build_week(course, "m1w01", root)
+    listed = root / "assignments" / "m1w01" / "mutants" / "no_max_shift.yaml"
+    listed.write_text(listed.read_text().replace("catches: [test_softmax_large_logits]",
+                                                 "catches: [test_softmax_large_logits, test_softmax_shape, test_nope]"))
     verdict = verify_week(course, root, "m1w01")
     rows = {row[0]: row for row in verdict.rows}
     assert rows["answer key"][2] == "full marks" and rows["release"][2] == "zero"
     assert rows["mutant:no_max_shift"][2].startswith("caught by test_softmax_large_logits")
-    assert verdict.problems == ["only 1 usable mutants in assignments/m1w01/mutants (at least 6)"]
+    assert verdict.problems == [
+        "only 1 usable mutants in assignments/m1w01/mutants (at least 6)",
+        "mutant:no_max_shift lists test_softmax_shape in catches, but it passes: update the list",
+        "mutant:no_max_shift lists test_nope in catches, but no hidden test has that name"]
 
 
 def test_blocks_match_at_any_indentation_and_keep_it():

@@ -7,6 +7,7 @@ and a mutant runs only the tests its `catches` list names.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import tempfile
 from dataclasses import dataclass, field
@@ -78,8 +79,24 @@ def verify_week(course: Course, root: Path, week_id: str, sandbox: str | None = 
         results = grade(course, root, week_id, submissions, sandbox=sandbox)
     check.seconds = next(iter(results.values())).seconds
     _judge(check, results)
+    _check_catches(check, results, {v.name: v.only or [] for v in variants})
     _check_advertised_size(check, paths.release(week_id) / "week.json", results["answer key"])
     return check
+
+
+def _check_catches(check: Verification, results: dict[str, GradeResult], catches: dict[str, list[str]]) -> None:
+    """A mutant's `catches` documents which tests find the bug: each must fail at least once
+    (a parametrized test counts when any of its cases fails), or the list has gone stale."""
+    for name, patterns in catches.items():
+        tests = results[name].tests
+        if not tests:
+            continue  # it could not be graded at all: reported by _judge
+        for pattern in patterns:
+            matched = [t for t in tests if fnmatch.fnmatch(t.name.split("[")[0], pattern)]
+            if not matched:
+                check.problems.append(f"{name} lists {pattern} in catches, but no hidden test has that name")
+            elif all(t.passed for t in matched):
+                check.problems.append(f"{name} lists {pattern} in catches, but it passes: update the list")
 
 
 def _check_advertised_size(check: Verification, info_path: Path, key: GradeResult) -> None:
