@@ -67,7 +67,8 @@
 # replace it with your own `Block` from week 1, or with `timm.models.vision_transformer.Block`
 # built with `norm_layer=partial(nn.LayerNorm, eps=1e-6)` (importing `timm` makes loading your
 # notebook about ten seconds slower for the grader). **What you may not use:** `timm`'s
-# `PatchDropout`, which does the random token dropping of part 2 for you.
+# `PatchDropout` (its `timm.layers.patch_dropout` module), which does the random token dropping
+# of part 2 for you, and `timm.data.patchify_image`, which does part 1.
 #
 # ## The contract with the grader
 #
