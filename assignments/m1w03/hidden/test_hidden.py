@@ -194,7 +194,7 @@ def numbered_tokens(B, L, D=3):
 @pytest.mark.points(1.5)
 @pytest.mark.kind("value")
 @pytest.mark.parametrize("L, ratio", [(16, 0.75), (25, 0.6)])
-def test_masking_keeps_smallest_noise(sub, m1w03_ref, L, ratio):
+def test_masking_keeps_smallest_noise_at_every_ratio(sub, m1w03_ref, L, ratio):
     """Given noise, the mask and the visible tokens are exactly the len_keep positions with the smallest noise, per row."""
     B = 5
     noise = m1w03_ref.noise(B, L, 7)
