@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from autograder.pipeline.build import PUBLIC_TESTS_DIR
+from autograder.testing.suite_modules import fresh_suite_modules
 from autograder.testing.plugin import SubmissionEntry, SubmissionPlugin, TestOutcome
 
 WEEK_INFO = "week.json"
@@ -74,7 +75,8 @@ def run_public_tests(week: str, namespace: dict | types.ModuleType, folder: Path
             "-o", "addopts=", "--rootdir", str(folder), "-p", "no:terminal"]
     if part:
         args += ["-k", f"test_{part}_"]
-    code = pytest.main(args, plugins=[plugin])
+    with fresh_suite_modules(folder):
+        code = pytest.main(args, plugins=[plugin])
     if code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED, pytest.ExitCode.NO_TESTS_COLLECTED):
         raise RuntimeError(f"the public tests in {folder} did not run (pytest exit code {int(code)})")
     info_path = folder.parent / WEEK_INFO

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import nbformat
 import pytest
@@ -10,7 +11,8 @@ import pytest
 from autograder.grading.report import feedback_markdown, results_json
 from autograder.grading.run import Submitted, grade, grade_in_process
 from autograder.selfcheck import run_public_tests
-from tests.conftest import HONEST_SOFTMAX, write_module
+from autograder.config import load_course
+from tests.conftest import HONEST_SOFTMAX, TOY, write_module
 
 
 def _notebook(path, *cells):
@@ -95,3 +97,20 @@ def test_public_self_check_reports_hidden_suite_size(toy, tmp_path):
     assert "not a full score" in report.text()
     empty = run_public_tests("m1w01", {}, release / "public_tests")
     assert empty.passed == 0 and "does not define `softmax`" in empty.text()
+
+
+def test_two_suites_in_one_process_each_run_their_own_tests(tmp_path):
+    """Two weeks' suites share module names (`test_h`, `conftest`): a second in-process run
+    (or a second `check()` in the same kernel) must not find the first week's module."""
+    roots = []
+    for name in ("first", "second"):
+        root = tmp_path / name
+        shutil.copytree(TOY, root)
+        roots.append(root)
+    extra = "\n\ndef test_softmax_sums_to_one(sub):\n    assert abs(float(sub.softmax(torch.randn(5)).sum()) - 1) < 1e-6\n"
+    hidden = roots[1] / "assignments" / "m1w01" / "hidden" / "test_h.py"
+    hidden.write_text(hidden.read_text() + extra)
+    key = write_module(tmp_path, "key", HONEST_SOFTMAX)
+    counts = [len(grade_in_process(load_course(r / "course.yaml"), r, "m1w01", [Submitted("key", key)])["key"])
+              for r in roots]
+    assert counts == [4, 5]

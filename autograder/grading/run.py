@@ -241,6 +241,7 @@ def grade_in_process(course: Course, root: Path, week_id: str, submissions: list
 
     from autograder.testing.local import LocalSubmission
     from autograder.testing.plugin import SubmissionEntry, SubmissionPlugin
+    from autograder.testing.suite_modules import fresh_suite_modules
 
     week = course.week(week_id)
     entries = []
@@ -253,8 +254,9 @@ def grade_in_process(course: Course, root: Path, week_id: str, submissions: list
                                        only=item.only))
     plugin = SubmissionPlugin(entries, test_timeout_s=course.grading.test_timeout_s)
     suite_dir = CoursePaths(root).assignment(week_id) / suite
-    code = pytest.main([str(suite_dir), "-p", "no:cacheprovider", "--import-mode=importlib", "--assert=plain",
-                        "--rootdir", str(suite_dir), "-o", "addopts=", "-p", "no:terminal"], plugins=[plugin])
+    with fresh_suite_modules(suite_dir):
+        code = pytest.main([str(suite_dir), "-p", "no:cacheprovider", "--import-mode=importlib", "--assert=plain",
+                            "--rootdir", str(suite_dir), "-o", "addopts=", "-p", "no:terminal"], plugins=[plugin])
     if code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
         raise GradingError(f"the {suite} suite of {week_id} did not run (pytest exit code {int(code)})")
     grouped: dict[str, list[TestOutcome]] = {item.name: [] for item in submissions}
