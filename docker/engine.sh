@@ -22,7 +22,8 @@ export DOCKER_HOST=unix://$SOCK
 
 say() { echo "engine: $*" >&2; }
 
-running() { [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; }
+# the pid file's process is alive and is a dockerd (a stale file's pid may have been reused)
+running() { [ -f "$PIDFILE" ] && [ "$(cat "/proc/$(cat "$PIDFILE")/comm" 2>/dev/null)" = dockerd ]; }
 
 install_missing() {
   local missing=()
