@@ -527,7 +527,7 @@ def test_decoder_grads_match_reference(sub, m1w03_ref):
 # == autoencoder ==============================================================================
 @pytest.mark.points(1)
 @pytest.mark.kind("shape")
-def test_autoencoder_shapes(sub, m1w03_ref):
+def test_autoencoder_shapes_and_mask(sub, m1w03_ref):
     """MaskedAutoencoder has parameters encoder.* and decoder.* and returns (loss [], pred [B, L, p*p*C], mask [B, L])."""
     model = sub.MaskedAutoencoder(**MAE_CFG, norm_pix_loss=True)
     check_names(model.state_dict(), m1w03_ref.MAE(**MAE_CFG).state_dict(), "MaskedAutoencoder")
