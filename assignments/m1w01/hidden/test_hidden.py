@@ -14,7 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from autograder.testing import assert_close, assert_shape
+from autograder.testing import assert_close, assert_shape, randomize
 
 # float64 against timm: measured max |difference| ~4e-16 for the whole model.
 F64 = {"atol": 1e-9, "rtol": 1e-7}
@@ -24,23 +24,6 @@ F64 = {"atol": 1e-9, "rtol": 1e-7}
 def randn(*shape, seed, scale=1.0, dtype=torch.float64):
     g = torch.Generator().manual_seed(seed)
     return (scale * torch.randn(*shape, generator=g, dtype=torch.float64)).to(dtype)
-
-
-def randomize(module, seed):
-    """Give every parameter a random, non-trivial value (timm's init has zero biases)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in module.named_parameters():
-            noise = torch.randn(p.shape, generator=g, dtype=torch.float64).to(p.dtype)
-            if name.endswith(("cls_token", "pos_embed")):
-                p.copy_(0.5 * noise)
-            elif p.dim() >= 2:
-                p.copy_(noise / math.sqrt(p[0].numel()))
-            elif "norm" in name and name.endswith("weight"):
-                p.copy_(1.0 + 0.2 * noise)
-            else:
-                p.copy_(0.2 * noise)
-    return module
 
 
 def check_names(student_state, trusted_state, what):

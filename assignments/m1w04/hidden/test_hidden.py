@@ -16,7 +16,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from autograder.testing import assert_close, assert_shape
+from autograder.testing import assert_close, assert_shape, randomize
 
 F64 = {"atol": 1e-10, "rtol": 1e-8}  # float64: valid orders of operations differ by ~1e-15
 
@@ -30,23 +30,6 @@ def randn(*shape, seed, scale=1.0, dtype=torch.float64):
 def random_attention(*shape, seed, sharpness=1.5):
     """Row-stochastic [..., N, N] attention from random logits (no ties, not symmetric)."""
     return (sharpness * randn(*shape, seed=seed)).softmax(dim=-1)
-
-
-def randomize(module, seed):
-    """Every parameter random and non-trivial (timm's init has zero biases and a tiny class token)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in module.named_parameters():
-            noise = torch.randn(p.shape, generator=g, dtype=torch.float64).to(p.dtype)
-            if name.endswith(("cls_token", "pos_embed")):
-                p.copy_(0.5 * noise)
-            elif p.dim() >= 2:
-                p.copy_(noise / math.sqrt(p[0].numel()))
-            elif "norm" in name and name.endswith("weight"):
-                p.copy_(1.0 + 0.2 * noise)
-            else:
-                p.copy_(0.2 * noise)
-    return module
 
 
 def timm_model(m1w04_vit, cfg, seed=1, double=True):
