@@ -13,9 +13,11 @@ import time
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from autograder.config import Course, CourseConfigError, load_course
+from autograder.layout import CoursePaths
 
 console = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
@@ -118,7 +120,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def _default_notebook(root: Path, week) -> Path:
     local = Path.cwd() / f"{week.slug}.ipynb"
-    return local if local.is_file() else root / "release" / week.id / f"{week.slug}.ipynb"
+    return local if local.is_file() else CoursePaths(root).released_notebook(week.id, week.slug)
 
 
 def cmd_grade(args: argparse.Namespace) -> int:
@@ -190,26 +192,50 @@ def cmd_image(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from autograder.grading.verify import verify_week
+    from autograder.grading.verify import verify_weeks
 
     course, root = _course(args)
+    weeks = _weeks(course, args.weeks)
+    started = time.monotonic()
+    with console.status(f"verifying {', '.join(weeks)}: answer keys, releases and mutants, in one run…"):
+        verdicts = verify_weeks(course, root, weeks, sandbox=args.sandbox, all_catches=args.all_catches)
     failed = 0
-    for week_id in _weeks(course, args.weeks):
-        with console.status(f"verifying {week_id}: answer key, release and mutants…"):
-            verdict = verify_week(course, root, week_id, sandbox=args.sandbox)
-        table = Table(title=f"{week_id} ({verdict.seconds:.1f} s)")
+    for verdict in verdicts:
+        table = Table(title=f"{verdict.week} ({verdict.seconds:.1f} s of tests)")
         for column in ("variant", "score", "verdict"):
             table.add_column(column)
         for row in verdict.rows:
             table.add_row(*row)
         console.print(table)
         if verdict.ok:
-            console.print(f"[green]{week_id} verified[/green]")
+            console.print(f"[green]{verdict.week} verified[/green]")
         else:
             failed += 1
             for problem in verdict.problems:
-                console.print(f"[red]{week_id}:[/red] {problem}", markup=True)
+                console.print(f"[red]{verdict.week}:[/red] {escape(problem)}")
+    console.print(f"{len(verdicts) - failed} of {len(verdicts)} weeks verified in {time.monotonic() - started:.0f} s")
     return 1 if failed else 0
+
+
+def cmd_new_week(args: argparse.Namespace) -> int:
+    from autograder.pipeline.scaffold import ScaffoldError, new_week
+
+    course, root = _course(args)
+    try:
+        skeleton = new_week(course, find_course_file(args.course), args.week, args.slug)
+    except ScaffoldError as exc:
+        raise UsageError(str(exc)) from None
+    for path in skeleton.files:
+        console.print(f"  wrote {path.relative_to(root) if path.is_relative_to(root) else path}")
+    console.print(f"""
+[bold]{args.week} has a skeleton.[/bold] Next:
+  1. course build {args.week}    writes release/{args.week}/ from the reference
+  2. course verify {args.week}   grades the answer key, the release and the mutant, and says
+                          what the week still lacks (gradient and convergence tests, mutants)
+  3. replace the placeholder part with the week's parts: public and hidden tests of all four
+     kinds for each, a mutant per plausible bug; autograder.kit has data, probes and helpers
+  4. once verify is green: state: ready in course.yaml, and commit release/{args.week}/""", soft_wrap=True)
+    return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -375,7 +401,7 @@ def _autograde(course: Course, root: Path, week_id: str, settings, students: lis
         table.add_row(item.student, tests, f"{item.score:g} / {week.points:g}", failed, item.late_note)
     console.print(table)
     scores = [item.score for item in graded]
-    console.print(f"mean {sum(scores) / len(scores):.1f}, results in {Path(root) / '.course-work' / 'autograded'}")
+    console.print(f"mean {sum(scores) / len(scores):.1f}, results in {CoursePaths(Path(root)).work('autograded')}")
 
 
 def cmd_feedback(args: argparse.Namespace) -> int:
@@ -416,7 +442,7 @@ def _gradebook(course: Course, root: Path, csv: str | Path | None, html: str | P
     from gradebook.report import write_html_report
     from gradebook.table import scores_table, write_csv
 
-    if not (Path(root) / "gradebook" / "gradebook.db").is_file():
+    if not CoursePaths(Path(root)).gradebook_db.is_file():
         raise UsageError("there is no gradebook yet: `course release` a week first")
     url, course_id = gradebook_url(root), course.workflow.course_id
     rows = scores_table(url, course_id)
@@ -545,6 +571,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sandbox", choices=["auto", "bwrap", "none"], default=None)
     p.set_defaults(run=cmd_demo)
 
+    p = commands.add_parser("new-week", help="write the skeleton of a planned week on the week kit (author)")
+    p.add_argument("week", metavar="WEEK", help="a planned week of course.yaml, e.g. m2w01")
+    p.add_argument("--slug", help="the reference's file name after the week id (default: from the title)")
+    p.set_defaults(run=cmd_new_week)
+
     p = commands.add_parser("image", help="build or check the docker backend's grader image (instructor)")
     p.add_argument("action", choices=["build", "check"])
     p.add_argument("--base", metavar="IMAGE", help="base image (default: the Dockerfile's debian:bookworm-slim; "
@@ -554,6 +585,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("verify", help="prove a week's suite: key full, release zero, mutants caught")
     p.add_argument("weeks", nargs="*", metavar="WEEK", help="weeks to verify (default: every ready week)")
+    p.add_argument("--all-catches", action="store_true",
+                   help="run every test each mutant's catches names, proving each list (default: cheapest kind "
+                   "first, until one fails; a convergence run only for a mutant nothing else catches)")
     p.add_argument("--sandbox", choices=["auto", "bwrap", "none"], default=None)
     p.set_defaults(run=cmd_verify)
     return parser

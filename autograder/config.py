@@ -34,6 +34,11 @@ class GradingLimits(_Strict):
     sandbox: Literal["auto", "bwrap", "none", "docker"] = "auto"
     image: str = Field("vitssl-grader:latest", description="the docker backend's grader image")
 
+    def worker_limits(self) -> dict[str, int]:
+        """The resource limits each worker process gets (`autograder.sandbox.spec.Limits`)."""
+        return {"memory_mb": self.memory_mb, "cpu_seconds": self.cpu_seconds, "processes": self.processes,
+                "file_size_mb": self.file_size_mb}
+
 
 class Workflow(_Strict):
     """nbgrader's exchange and the late policy."""
@@ -42,6 +47,14 @@ class Workflow(_Strict):
     exchange: str = "/srv/nbgrader/exchange"
     late_policy: Literal["none", "zero", "per_day"] = "none"
     penalty_per_day: float = Field(0.1, ge=0, le=1, description="fraction of the points per started day")
+    late_window_days: float | None = Field(None, ge=0, description="late work after this many days scores 0; "
+                                           "a week that gives another's solution is released after it")
+
+    def late_window(self) -> dt.timedelta:
+        """How long after a due date a submission can still earn points (unbounded: a year)."""
+        if self.late_policy == "zero":
+            return dt.timedelta(0)
+        return dt.timedelta(days=365 if self.late_window_days is None else self.late_window_days)
 
 
 class Module(_Strict):
@@ -61,6 +74,8 @@ class Week(_Strict):
     release: dt.date | None = None
     due: dt.datetime | None = None
     forbidden: list[str] = []
+    gives: list[str] = Field([], description="weeks whose solution this week's notebook gives away "
+                                          "(given code from reference/given/)")
 
     @field_validator("id")
     @classmethod
@@ -97,7 +112,22 @@ class Course(_Strict):
         for week in self.weeks:
             if week.module not in modules:
                 raise ValueError(f"week {week.id} names module {week.module}, which is not in modules")
+            for other in week.gives:
+                self._check_gives(week, other, ids)
         return self
+
+    def _check_gives(self, week: "Week", other: str, ids: list[str]) -> None:
+        """A week that hands out another's solution opens only after that week's late window."""
+        if other not in ids or other == week.id:
+            raise ValueError(f"week {week.id} gives {other!r}, which is not another week of the course")
+        given = self.weeks[ids.index(other)]
+        if week.release is None or given.due is None:
+            return
+        opens = given.due + self.workflow.late_window()
+        if dt.datetime.combine(week.release, dt.time()) < opens:
+            raise ValueError(f"week {week.id} gives away {other}'s solution, so it can be released on "
+                             f"{opens:%Y-%m-%d %H:%M} at the earliest ({other} is due {given.due:%Y-%m-%d %H:%M}, "
+                             f"and late work counts for {self.workflow.late_window().days} days), not on {week.release}")
 
     @cached_property
     def by_id(self) -> dict[str, Week]:

@@ -19,7 +19,8 @@ import yaml
 
 from autograder.config import Course
 from autograder.grading.mutants import MutantError, load_mutants
-from autograder.pipeline.build import CoursePaths, source_notebook
+from autograder.layout import CoursePaths
+from autograder.pipeline.build import source_notebook
 from autograder.workflow import WorkflowSettings, fetch_week, submit_week
 from autograder.workflow.settings import WorkflowError
 
@@ -48,9 +49,11 @@ def make_demo_course(repo: Path, target: Path, week_id: str, today: dt.date | No
     data = yaml.safe_load((Path(repo) / "course.yaml").read_text())
     today = today or dt.date.today()
     data.setdefault("workflow", {})["exchange"] = str((target / "exchange").resolve())
-    for week in data["weeks"]:
-        if week["id"] == week_id:
-            week["release"], week["due"] = today, today + dt.timedelta(days=DAYS_TO_DUE)
+    weeks = {week["id"]: week for week in data["weeks"]}
+    demo = weeks[week_id]
+    demo["release"], demo["due"] = today, today + dt.timedelta(days=DAYS_TO_DUE)
+    for given in demo.get("gives", []):  # the weeks whose solutions it gives are long past
+        weeks[given]["release"], weeks[given]["due"] = today - dt.timedelta(days=28), today - dt.timedelta(days=21)
     (root / "course.yaml").write_text("# A copy made by `course demo`.\n" + yaml.safe_dump(data, sort_keys=False))
     return root
 
@@ -58,8 +61,8 @@ def make_demo_course(repo: Path, target: Path, week_id: str, today: dt.date | No
 def demo_students(course: Course, root: Path, week_id: str, bug: str | None = None) -> list[DemoStudent]:
     """ada hands in the answer key; ben the answer key with one of the week's known bugs
     (`bug` names a mutant; default: the first)."""
-    key = source_notebook(course.week(week_id), root)
-    mutants = load_mutants(CoursePaths(root).assignment(week_id) / "mutants")
+    key = source_notebook(course, course.week(week_id), root)
+    mutants = load_mutants(CoursePaths(root).mutants(week_id))
     if not mutants:
         raise WorkflowError(f"{week_id} has no mutants to take a plausible bug from")
     chosen = [m for m in mutants if m.name == bug] if bug else mutants[:1]

@@ -9,17 +9,15 @@ and the report says how much more, without saying what.
 from __future__ import annotations
 
 import inspect
-import json
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from autograder.pipeline.build import PUBLIC_TESTS_DIR
+from autograder.layout import PUBLIC_TESTS_DIR, CoursePaths
+from autograder.pipeline.week_info import read_week_info
+from gradebook.parts import part_of
 from autograder.testing.suite_modules import fresh_suite_modules
 from autograder.testing.plugin import SubmissionEntry, SubmissionPlugin, TestOutcome
-
-WEEK_INFO = "week.json"
-
 
 @dataclass
 class CheckReport:
@@ -67,21 +65,22 @@ def run_public_tests(week: str, namespace: dict | types.ModuleType, folder: Path
                      part: str | None = None, forbidden_parts: dict[str, str] | None = None) -> CheckReport:
     import pytest
 
-    from autograder.testing.local import LocalSubmission
+    from autograder.testing.in_process import InProcessSubmission
 
-    entry = SubmissionEntry("yours", lambda: LocalSubmission(namespace, forbidden_parts))
+    info = read_week_info(folder.parent)
+    parts = info.get("parts") or ([part] if part else [])
+    if part and part not in parts:
+        raise ValueError(f"{week} has no part {part!r}; its parts are {', '.join(parts)}")
+    entry = SubmissionEntry("yours", lambda: InProcessSubmission(namespace, forbidden_parts),
+                            test_filter=(lambda name: part_of(name, parts) == part) if part else None)
     plugin = SubmissionPlugin([entry], default_visibility="visible")
     args = [str(folder), "-p", "no:cacheprovider", "--import-mode=importlib", "--assert=plain",
             "-o", "addopts=", "--rootdir", str(folder), "-p", "no:terminal"]
-    if part:
-        args += ["-k", f"test_{part}_"]
     with fresh_suite_modules(folder):
         code = pytest.main(args, plugins=[plugin])
     if code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED, pytest.ExitCode.NO_TESTS_COLLECTED):
         raise RuntimeError(f"the public tests in {folder} did not run (pytest exit code {int(code)})")
-    info_path = folder.parent / WEEK_INFO
-    hidden = json.loads(info_path.read_text()).get("hidden", {}) if info_path.is_file() else {}
-    return CheckReport(week, part, plugin.outcomes, hidden)
+    return CheckReport(week, part, plugin.outcomes, info.get("hidden", {}))
 
 
 def find_public_tests(week: str, course_root: Path | None = None, notebook: Path | None = None) -> Path:
@@ -90,7 +89,7 @@ def find_public_tests(week: str, course_root: Path | None = None, notebook: Path
     roots.append(Path(__file__).resolve().parent.parent)
     candidates = ([Path(notebook).resolve().parent / PUBLIC_TESTS_DIR] if notebook else []) + [
         Path.cwd() / PUBLIC_TESTS_DIR, Path.cwd() / week / PUBLIC_TESTS_DIR,
-        *[root / "release" / week / PUBLIC_TESTS_DIR for root in roots]]
+        *[CoursePaths(root).release(week) / PUBLIC_TESTS_DIR for root in roots]]
     for folder in candidates:
         if folder.is_dir():
             return folder

@@ -43,7 +43,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         key = folder / "key.ipynb"
-        nbformat.write(source_notebook(week, ROOT), key)
+        nbformat.write(source_notebook(course, week, ROOT), key)
         release = ROOT / "release" / week.id / f"{week.slug}.ipynb"
         submissions = []
         for i in range(args.copies):

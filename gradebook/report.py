@@ -18,7 +18,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from nbgrader.api import Gradebook
 
-from autograder.workflow.late import describe_duration
+from gradebook.durations import describe_duration
 from gradebook.table import display_name, final_score
 
 TOP_FAILURES = 20

@@ -19,35 +19,18 @@ module writes only the autograder's columns:
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Any, Callable
 
 from nbgrader.api import Comment, Grade, Gradebook, MissingEntry, SubmittedNotebook
 
-PART_PREFIX = "part-"
-_PARAM = re.compile(r"\[.*\]$", re.DOTALL)
+from gradebook.parts import PART_PREFIX, part_of
+
 _MAX_MESSAGE = 300
 
 
 class GradebookError(Exception):
     """The gradebook database does not hold what a record needs (assignment, notebook)."""
-
-
-def part_of(test_name: str, parts: list[str]) -> str | None:
-    """The longest part `p` with the test name (less `[...]`) equal to `test_<p>` or
-    starting with `test_<p>_`; None when no part matches.
-
-    The same rule as `autograder.testing.part_of`, kept here so that the gradebook does not
-    import `autograder.testing` (which imports torch).
-    """
-    base = _PARAM.sub("", test_name.split("::")[-1])
-    best = None
-    for part in parts:
-        stem = f"test_{part}"
-        if (base == stem or base.startswith(stem + "_")) and (best is None or len(part) > len(best)):
-            best = part
-    return best
 
 
 def part_scores(result: Any, parts: list[str]) -> dict[str, tuple[float, float]]:

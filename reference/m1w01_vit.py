@@ -48,20 +48,11 @@
 # the patch embedding $E$ (part 1), multi-head self-attention MSA (parts 2–3), the MLP
 # (part 4), the pre-norm residual block (part 5), the class token, position embeddings
 # and head (part 6), and the training loop (part 7).
-#
-# ## How this notebook works
-#
-# Cells that contain `raise NotImplementedError()` are yours: replace that line with
-# your code, and keep the names, signatures and attribute names exactly as given.
-# After each exercise a cell runs `check("m1w01", "<part>")`, the public self-check for
-# that part; it tests your code as it is in the notebook right now. Passing it is a good
-# sign, not a full score: the grader runs a larger hidden suite (other sizes, other
-# inputs, gradients, and a training run).
-#
-# Cells tagged `demo` only show things and are skipped when grading. Everything else
-# runs when the grader imports your notebook, so keep training and data loading out of
-# the other cells.
-#
+
+# %% [markdown] boilerplate="how_this_notebook_works"
+# (the build writes this cell from autograder/pipeline/templates/how_this_notebook_works.md)
+
+# %% [markdown]
 # ## The contract with the grader
 #
 # The grader builds your classes by name with keyword arguments, loads the weights of a
@@ -606,23 +597,20 @@ check("m1w01", "train")
 # %% tags=["demo"]
 import time
 
-from sklearn.datasets import load_digits
+from autograder.kit import setup
+from autograder.kit.data import digits
 
-torch.set_num_threads(1)  # a model this small gains nothing from more threads
-digits = load_digits()
-images = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0   # [1797, 1, 8, 8]
-labels = torch.tensor(digits.target, dtype=torch.long)
-order = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))
-train_idx, test_idx = order[:-500], order[-500:]
+setup(seed=0)  # seeds, and one thread: models this small gain nothing from more
+split = digits()  # scikit-learn's 8x8 digits in [0, 1]: 1297 to train on, 500 held out
 
 torch.manual_seed(0)
 model = VisionTransformer(img_size=8, patch_size=2, in_chans=1, num_classes=10, embed_dim=64,
                           depth=2, num_heads=4, mlp_ratio=2.0)
 print(f"{sum(p.numel() for p in model.parameters()):,} parameters")
 start = time.time()
-losses = train_classifier(model, images[train_idx], labels[train_idx], steps=300, seed=0)
+losses = train_classifier(model, split.x_train, split.y_train, steps=300, seed=0)
 with torch.no_grad():
-    accuracy = (model(images[test_idx]).argmax(-1) == labels[test_idx]).float().mean().item()
+    accuracy = (model(split.x_test).argmax(-1) == split.y_test).float().mean().item()
 print(f"trained in {time.time() - start:.1f} s; loss {losses[0]:.2f} -> {losses[-1]:.3f}; "
       f"test accuracy {accuracy:.3f}")
 
@@ -659,7 +647,7 @@ reference = timm_vit.VisionTransformer(img_size=8, patch_size=2, in_chans=1, num
 reference.load_state_dict(model.state_dict(), strict=True)
 reference.eval()
 with torch.no_grad():
-    delta = (model(images[test_idx]) - reference(images[test_idx])).abs().max().item()
+    delta = (model(split.x_test) - reference(split.x_test)).abs().max().item()
 print(f"max |our logits - timm's logits| = {delta:.2e}")
 
 # %% [markdown]
@@ -676,7 +664,7 @@ print(f"max |our logits - timm's logits| = {delta:.2e}")
 saved = {}
 last = model.blocks[-1].attn
 hook = last.qkv.register_forward_hook(lambda module, inputs, output: saved.update(qkv=output))
-example = images[test_idx[:1]]
+example = split.x_test[:1]
 with torch.no_grad():
     model(example)
 hook.remove()
@@ -689,7 +677,7 @@ cls_to_patches = weights[0, :, 0, 1:].reshape(last.num_heads, grid, grid)
 
 fig, axes = plt.subplots(1, last.num_heads + 1, figsize=(2 * (last.num_heads + 1), 2.2))
 axes[0].imshow(example[0, 0], cmap="gray_r")
-axes[0].set_title(f"label {labels[test_idx[0]].item()}")
+axes[0].set_title(f"label {split.y_test[0].item()}")
 for h in range(last.num_heads):
     axes[h + 1].imshow(cls_to_patches[h], cmap="viridis")
     axes[h + 1].set_title(f"head {h}")

@@ -39,18 +39,11 @@
 # `torchvision`, `nn.MultiheadAttention`, `nn.TransformerEncoderLayer` and
 # `F.scaled_dot_product_attention`. Attention is written by hand, once, in part 1, and
 # every attention module you write calls it.
-#
-# ## How this notebook works
-#
-# Cells that contain `raise NotImplementedError()` are yours: replace that line with your
-# code, and keep the names, signatures and attribute names exactly as given. After each
-# exercise, `check("m1w02", "<part>")` runs the public self-checks for that part. They are
-# a good sign, not a full score: the grader runs a larger hidden suite (other sizes,
-# values against `timm`, gradients and two short training runs).
-#
-# Cells tagged `demo` only show things and are skipped when grading; everything else runs
-# when the grader imports your notebook, so keep training out of the other cells.
-#
+
+# %% [markdown] boilerplate="how_this_notebook_works"
+# (the build writes this cell from autograder/pipeline/templates/how_this_notebook_works.md)
+
+# %% [markdown]
 # ## The contract with the grader
 #
 # The grader builds your classes by name with keyword arguments, loads the weights of the
@@ -88,62 +81,8 @@ torch.manual_seed(0)
 # and with `timm`'s names; read them, do not change them. `Mlp` is also the MLP of a Swin
 # block.
 
-# %%
-class PatchEmbed(nn.Module):
-    """[B, C, H, W] images -> [B, N, D] tokens, patches in row-major order (given)."""
-
-    def __init__(self, img_size=8, patch_size=2, in_chans=1, embed_dim=32):
-        super().__init__()
-        self.num_patches = (img_size // patch_size) ** 2
-        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
-
-    def forward(self, x):
-        return self.proj(x).flatten(2).transpose(1, 2)
-
-
-class Mlp(nn.Module):
-    """fc1 -> exact GELU -> fc2, applied to the last dimension (given)."""
-
-    def __init__(self, in_features, hidden_features):
-        super().__init__()
-        self.fc1 = nn.Linear(in_features, hidden_features)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden_features, in_features)
-
-    def forward(self, x):
-        return self.fc2(self.act(self.fc1(x)))
-
-
-class Attention(nn.Module):
-    """ViT's global multi-head self-attention, [B, N, D] -> [B, N, D] (given)."""
-
-    def __init__(self, dim, num_heads=8, qkv_bias=True):
-        super().__init__()
-        self.num_heads, self.head_dim = num_heads, dim // num_heads
-        self.scale = self.head_dim ** -0.5
-        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
-        self.proj = nn.Linear(dim, dim)
-
-    def forward(self, x):
-        B, N, D = x.shape
-        q, k, v = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        weights = ((q * self.scale) @ k.transpose(-2, -1)).softmax(dim=-1)
-        return self.proj((weights @ v).transpose(1, 2).reshape(B, N, D))
-
-
-class Block(nn.Module):
-    """ViT's pre-norm block with LayerNorm eps 1e-6 (given)."""
-
-    def __init__(self, dim, num_heads, mlp_ratio=4.0, qkv_bias=True):
-        super().__init__()
-        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
-        self.attn = Attention(dim, num_heads=num_heads, qkv_bias=qkv_bias)
-        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio))
-
-    def forward(self, x):
-        x = x + self.attn(self.norm1(x))
-        return x + self.mlp(self.norm2(x))
+# %% given="vit_blocks"
+# filled in by the build from reference/given/vit_blocks.py
 
 
 # %% [markdown]
@@ -785,7 +724,9 @@ import time
 from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
-torch.set_num_threads(1)  # on a small shared CPU, one thread gives steadier timings than several
+from autograder.kit import setup
+
+setup(seed=0)  # one thread: on a small shared CPU it gives steadier timings than several
 
 def measure(module, x, mask=None):
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
@@ -1227,15 +1168,12 @@ check("m1w02", "train")
 # shifted windows).
 
 # %% tags=["demo"]
-from sklearn.datasets import load_digits
+from autograder.kit import setup
+from autograder.kit.data import digits
 
-torch.set_num_threads(1)  # models this small gain nothing from more threads
-digits = load_digits()
-images = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0
-labels = torch.tensor(digits.target, dtype=torch.long)
-order = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))
-train_idx, test_idx = order[:-500], order[-500:]
-x_train, y_train, x_test, y_test = images[train_idx], labels[train_idx], images[test_idx], labels[test_idx]
+setup(seed=0)  # seeds, and one thread: models this small gain nothing from more
+split = digits()  # scikit-learn's 8x8 digits in [0, 1]: 1297 to train on, 500 held out
+x_train, y_train, x_test, y_test = split.x_train, split.y_train, split.x_test, split.y_test
 
 
 def accuracy(model, x, y):

@@ -49,19 +49,11 @@
 # 3. **The decoder.** Words carry meaning; pixels do not. Predicting pixels is a low-level
 #    task, so what the decoder does decides what the encoder has to learn. MAE uses a
 #    separate, lightweight decoder and throws it away after pre-training.
-#
-# ## How this notebook works
-#
-# Cells that contain `raise NotImplementedError()` are yours: replace that line with your
-# code, and keep the names, signatures and attribute names exactly as given. After each
-# exercise a cell runs `check("m1w03", "<part>")`, the public self-check for that part.
-# Passing it is a good sign, not a full score: the grader runs a larger hidden suite
-# (other sizes, values against independent formulas, gradients, and two training runs).
-#
-# Cells tagged `demo` only show things and are skipped when grading. Everything else runs
-# when the grader imports your notebook, so keep training and data loading out of the other
-# cells.
-#
+
+# %% [markdown] boilerplate="how_this_notebook_works"
+# (the build writes this cell from autograder/pipeline/templates/how_this_notebook_works.md)
+
+# %% [markdown]
 # **What you may use.** Any tensor operation and any `torch.nn` layer. A pre-norm Transformer
 # `Block` with `timm`'s parameter names is given below (it is last week's exercise); you may
 # replace it with your own `Block` from week 1, or with `timm.models.vision_transformer.Block`
@@ -112,53 +104,11 @@ torch.manual_seed(0)
 # Both models are stacks of the pre-norm block you wrote in week 1,
 # $z \leftarrow z + \operatorname{MSA}(\operatorname{LN}_1 z)$, then
 # $z \leftarrow z + \operatorname{MLP}(\operatorname{LN}_2 z)$, with `timm`'s parameter names. Here
-# it is, written with PyTorch's fused `F.scaled_dot_product_attention` (allowed this week).
-# Read it, run it, and move on: this week is about what goes *into* the blocks.
+# it is, as week 1's solution (the same code as in week 2). Read it, run it, and move on: this week
+# is about what goes *into* the blocks.
 
-# %%
-class Attention(nn.Module):
-    """Multi-head self-attention with timm's parameter names (qkv, proj)."""
-
-    def __init__(self, dim, num_heads=8, qkv_bias=True):
-        super().__init__()
-        self.num_heads = num_heads
-        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
-        self.proj = nn.Linear(dim, dim)
-
-    def forward(self, x):
-        B, N, D = x.shape
-        qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, D // self.num_heads)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each [B, heads, N, head_dim]
-        x = F.scaled_dot_product_attention(q, k, v)
-        return self.proj(x.transpose(1, 2).reshape(B, N, D))
-
-
-class Mlp(nn.Module):
-    """Two linear layers with an exact GELU between them (fc1, act, fc2)."""
-
-    def __init__(self, in_features, hidden_features):
-        super().__init__()
-        self.fc1 = nn.Linear(in_features, hidden_features)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden_features, in_features)
-
-    def forward(self, x):
-        return self.fc2(self.act(self.fc1(x)))
-
-
-class Block(nn.Module):
-    """Pre-norm Transformer block: x + attn(norm1(x)), then x + mlp(norm2(x)). [B, N, D] -> [B, N, D]."""
-
-    def __init__(self, dim, num_heads, mlp_ratio=4.0, qkv_bias=True):
-        super().__init__()
-        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
-        self.attn = Attention(dim, num_heads, qkv_bias)
-        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio))
-
-    def forward(self, x):
-        x = x + self.attn(self.norm1(x))
-        return x + self.mlp(self.norm2(x))
+# %% given="vit_blocks"
+# filled in by the build from reference/given/vit_blocks.py
 
 
 # %% [markdown]
@@ -819,13 +769,12 @@ check("m1w03", "train")
 # %% tags=["demo"]
 import time
 
-from sklearn.datasets import load_digits
+from autograder.kit import setup
+from autograder.kit.data import digits
 
-torch.set_num_threads(1)  # models this small gain nothing from more threads
-digits = load_digits()
-images = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0   # [1797, 1, 8, 8]
-order = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))
-x_train, x_test = images[order[:-500]], images[order[-500:]]
+setup(seed=0)  # seeds, and one thread: models this small gain nothing from more
+split = digits()  # scikit-learn's 8x8 digits in [0, 1]: 1297 to train on, 500 held out
+x_train, x_test = split.x_train, split.x_test
 
 torch.manual_seed(0)
 mae = MaskedAutoencoder(img_size=8, patch_size=2, in_chans=1, embed_dim=32, depth=1, num_heads=2,

@@ -19,7 +19,7 @@ from tests.test_weeks import READY
 
 def _solution_lines(reference: Path, public: Path | None = None) -> list[str]:
     """Substantial lines that appear only inside the solution regions of a reference file
-    (a line the lesson also shows elsewhere, or a public test uses, is no secret)."""
+    (a line the lesson also shows elsewhere, or gives ready-made, or a public test uses, is no secret)."""
     inside, secret, shown = False, [], []
     for line in reference.read_text().splitlines():
         if "### BEGIN SOLUTION" in line:
@@ -30,7 +30,8 @@ def _solution_lines(reference: Path, public: Path | None = None) -> list[str]:
             secret.append(line.strip())
         else:
             shown.append(line)
-    shown_text = "\n".join(shown) + ("".join(p.read_text() for p in public.glob("*.py")) if public else "")
+    given = "".join(p.read_text() for p in (reference.parent / "given").glob("*.py"))
+    shown_text = "\n".join(shown) + given + ("".join(p.read_text() for p in public.glob("*.py")) if public else "")
     return [line for line in secret if line not in shown_text]
 
 
@@ -67,7 +68,7 @@ def test_toy_build_is_repeatable_and_check_detects_staleness(toy):
 
 def test_answer_key_keeps_solutions_and_nbgrader_roles(toy):
     course, root = toy
-    nb = source_notebook(course.week("m1w01"), root)
+    nb = source_notebook(course, course.week("m1w01"), root)
     solutions = [c for c in nb.cells if c.metadata["nbgrader"]["solution"]]
     assert len(solutions) == 1 and SOLUTION_BEGIN in solutions[0].source
     assert solutions[0].metadata["nbgrader"]["grade_id"] == "softmax"
@@ -133,4 +134,4 @@ def test_malformed_written_answers_name_the_cell(toy, header, problem):
     from autograder.pipeline.build import BuildError
 
     with pytest.raises(BuildError, match=problem):
-        source_notebook(course.week("m1w01"), root)
+        source_notebook(course, course.week("m1w01"), root)

@@ -20,7 +20,8 @@ from autograder.grading.run import GradeResult
 from autograder.pipeline.build import put_venv_on_path
 from autograder.testing.plugin import TestOutcome as Outcome
 from gradebook.report import write_html_report
-from gradebook.store import GradebookError, feedback_text, part_of, record_autograde
+from gradebook.parts import part_of
+from gradebook.store import GradebookError, feedback_text, record_autograde
 from gradebook.table import scores_table, write_csv
 
 COURSE = "vitssl"

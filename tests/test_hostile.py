@@ -23,7 +23,8 @@ import pytest
 
 from autograder.grading.report import results_json, write_json_atomically
 from autograder.grading.run import Submitted, grade
-from autograder.sandbox.launch import bubblewrap_available
+from autograder.sandbox.bubblewrap import bubblewrap_available
+from autograder.sandbox.spec import RUN_ENV
 from tests.conftest import HONEST_SOFTMAX, write_module
 
 needs_bwrap = pytest.mark.skipif(not bubblewrap_available(), reason="bubblewrap is not installed")
@@ -60,7 +61,7 @@ PATCHER = ("import torch\n" + PLACEHOLDER.replace("raise NotImplementedError()",
            "torch.testing.assert_close = lambda *a, **k: None\n"
            "torch.allclose = lambda *a, **k: True\n"
            "pytest.approx = lambda *a, **k: True\n"
-           "import autograder.testing.compare as compare\ncompare.assert_close = lambda *a, **k: None\n")
+           "import autograder.kit.compare as compare\ncompare.assert_close = lambda *a, **k: None\n")
 
 
 LEAVER = ("\nimport ctypes, os\nopen('/tmp/left_behind.txt', 'w').write('secret of the last student')\n"
@@ -196,18 +197,20 @@ def test_fork_bomb_is_bounded(batch):
     if bubblewrap_available():
         failed = int(bomb.output.split("failed forks:")[1].split()[0])
         assert failed > 0, "the process limit must stop the forks"
-    assert not _sandboxed_processes(), "no forked child may outlive grading"
+    assert not _processes_of_run(bomb.run_id), "no forked child may outlive grading"
 
 
-def _sandboxed_processes() -> list[int]:
+def _processes_of_run(run_id: str) -> list[int]:
+    """Live processes started by this grading run (not another run's on a busy machine)."""
+    assert run_id
     leftovers = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
-                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+                environ = Path(f"/proc/{entry}/environ").read_bytes().split(b"\0")
             except OSError:
                 continue
-            if b"autograder.sandbox.worker" in cmdline:
+            if f"{RUN_ENV}={run_id}".encode() in environ:
                 leftovers.append(int(entry))
     return leftovers
 

@@ -8,7 +8,7 @@ import re
 import pytest
 
 from autograder.grading.run import Submitted, grade
-from tests.test_weeks import answer_key_source
+from autograder.grading.verify import answer_key_source
 
 WEEK = "m1w01"
 ATTENTION_BODY = re.compile(r"(def attention\(q, k, v\):.*?### BEGIN SOLUTION\n)(.*?)(\s*### END SOLUTION)", re.S)

@@ -56,7 +56,7 @@ def test_toy_week_verification_names_every_problem(toy):
     assert rows["answer key"][2] == "full marks" and rows["release"][2] == "zero"
     assert rows["mutant:no_max_shift"][2].startswith("caught by test_softmax_large_logits")
     assert verdict.problems == [
-        "only 1 usable mutants in assignments/m1w01/mutants (at least 6)",
+        "only 1 usable mutants in assignments/m1w01/mutants (at least 6): write more plausible student bugs as mutants",
         "mutant:no_max_shift lists test_softmax_shape in catches, but it passes: update the list",
         "mutant:no_max_shift lists test_nope in catches, but no hidden test has that name"]
 

@@ -20,7 +20,8 @@ from autograder.grading.report import feedback_markdown, results_json, write_jso
 from autograder.grading.run import GradeResult, Submitted, grade
 from autograder.workflow.collect import Collected, read_collected
 from autograder.workflow.late import apply_late_policy
-from autograder.workflow.nbconfig import COURSE_WORK
+from autograder.layout import CoursePaths
+from autograder.pipeline.week_info import read_week_info
 from autograder.workflow.settings import WorkflowError, WorkflowSettings
 
 
@@ -60,7 +61,7 @@ def _record(root: Path, week_id: str, settings: WorkflowSettings, collected: lis
     from autograder.workflow.nbconfig import gradebook_url
     from gradebook.store import GradebookError, record_autograde
 
-    info = json.loads((Path(root) / "release" / week_id / "week.json").read_text())
+    info = read_week_info(CoursePaths(Path(root)).release(week_id))
     for item, graded in zip(collected, done):
         def late_penalty(score: float, max_score: float, late_by=item.late_by) -> float:
             return score - apply_late_policy(score, max_score, late_by, settings)[0]
@@ -89,7 +90,7 @@ def _write(course: Course, root: Path, week_id: str, item: Collected, result: Gr
     data["extra_data"].update({"late_by_seconds": item.late_by.total_seconds(), "score_after_late_policy": score,
                                "late_policy": note, "submitted_at": item.submitted_at.isoformat()})
     data["output"] = (data["output"] + "\n" if data["output"] else "") + note
-    folder = Path(root) / COURSE_WORK / "autograded" / item.student / week_id
+    folder = CoursePaths(Path(root)).work("autograded") / item.student / week_id
     write_json_atomically(data, folder / "results.json")
     (folder / "feedback.md").write_text(feedback_markdown(result, week.title) + f"\n{note}\n")
     return Autograded(item.student, result, score, note, folder / "results.json")
@@ -98,7 +99,7 @@ def _write(course: Course, root: Path, week_id: str, item: Collected, result: Gr
 def failure_rates(root: Path) -> dict[str, dict[str, float]]:
     """week -> {test: share of graded submissions that failed it}, from the autograded results."""
     counts: dict[str, dict[str, list[int]]] = {}
-    for path in sorted((Path(root) / COURSE_WORK / "autograded").glob("*/*/results.json")):
+    for path in sorted(CoursePaths(Path(root)).work("autograded").glob("*/*/results.json")):
         week = path.parent.name
         for test in json.loads(path.read_text()).get("tests", []):
             failed, seen = counts.setdefault(week, {}).setdefault(test["name"], [0, 0])

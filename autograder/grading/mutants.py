@@ -12,6 +12,8 @@ replacement that no longer applies is reported instead of silently testing old c
         with: "scores = q @ k.transpose(-2, -1)"
 
 A one-line `find` may be part of a line; a block of lines matches at any indentation.
+`course verify` runs a mutant's catches cheapest kind first (shape, value, grad, convergence)
+and, within a kind, in the order listed, until one fails: list the quicker tests first.
 """
 
 from __future__ import annotations

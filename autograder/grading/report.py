@@ -25,8 +25,8 @@ def results_json(result: GradeResult, week_points: float) -> dict:
         "max_score": t.points,
         "status": "passed" if t.passed else "failed",
         "visibility": t.visibility,
-        "output": t.description + ("" if t.passed else f"\n{t.message}"),
-        "tags": [f"kind:{t.kind}"],
+        "output": t.description + ("" if t.passed else f"\n{t.message}") + (f"\n({t.note})" if t.note else ""),
+        "tags": [f"kind:{t.kind}"] + (["retried"] if t.note else []),
     } for t in result.tests]
     output = result.error or ""
     if result.notes:
@@ -75,6 +75,7 @@ def feedback_markdown(result: GradeResult, title: str) -> str:
         lines += ["", "## What to look at", ""]
         for t in failed:
             lines += [f"### {t.description}", "", "```", t.message.strip() or "(no message)", "```", ""]
+            lines += [f"_{t.note}_", ""] if t.note else []
     else:
         lines += ["", "Every test passed."]
     return "\n".join(lines) + "\n"

@@ -14,15 +14,16 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from autograder.config import Course, GradingLimits
-from autograder.pipeline.build import CoursePaths
+from autograder.config import Course, GradingLimits, Week
+from autograder.layout import CoursePaths
+from autograder.sandbox.spec import new_run_id
 from autograder.submission.forbidden import find_forbidden, forbidden_parts
 from autograder.submission.notebook import NotebookError, extract_module
-from autograder.testing.plugin import TestOutcome
+from autograder.testing.plugin import TestOutcome, entry_key, split_key
 
 
 class GradingError(Exception):
@@ -49,6 +50,7 @@ class GradeResult:
     seconds: float = 0.0
     sandbox: str = ""
     device: str = ""  # where the student's code ran: "cpu" or "cuda (<GPU name>)"
+    run_id: str = ""  # the grading run: its workers carry it (RUN_ENV, or a container label)
 
     @property
     def earned(self) -> float:
@@ -57,6 +59,18 @@ class GradeResult:
     @property
     def possible(self) -> float:
         return sum(t.points for t in self.tests)
+
+
+@dataclass
+class Batch:
+    """One week's submissions for a grading run. `in_process` holds trusted code (answer keys)
+    to run in the trusted process as well, through the in-process transport, on the tests of
+    every kind but `in_process_skip` (verification's check that both transports agree)."""
+
+    week: str
+    submissions: list[Submitted]
+    in_process: list[Submitted] = field(default_factory=list)
+    in_process_skip: tuple[str, ...] = ()
 
 
 def grade(course: Course, root: Path, week_id: str, submissions: list[Submitted], suite: str = "hidden",
@@ -69,57 +83,89 @@ def grade(course: Course, root: Path, week_id: str, submissions: list[Submitted]
     `sandbox` "docker" runs each worker in a container; `gpu_index` picks its GPU where
     there are several (parallel batches pass their number).
     """
-    week = course.week(week_id)
+    graded = grade_batches(course, root, [Batch(week_id, submissions)], suite, sandbox, extra_pytest_args,
+                           on_progress, gpu_index)
+    return {name: result for (_, name), result in graded.items()}
+
+
+def grade_batches(course: Course, root: Path, batches: list[Batch], suite: str = "hidden",
+                  sandbox: str | None = None, extra_pytest_args: list[str] | None = None,
+                  on_progress: Callable[[str, float, float], None] | None = None,
+                  gpu_index: int = 0, until_caught: bool = False) -> dict[tuple[str, str], GradeResult]:
+    """Grade several weeks' batches in one trusted pytest process, so that its imports (torch,
+    timm, the suites' own) are paid once. Results are keyed by (week, submission name).
+
+    With `until_caught`, a submission limited to some tests (a mutant's `catches`) runs them
+    cheapest kind first (shape, value, grad, convergence) and stops at its first failure.
+    """
     paths = CoursePaths(root)
-    suite_dir = paths.assignment(week_id) / suite
-    if not suite_dir.is_dir():
-        raise GradingError(f"{suite_dir} does not exist: week {week_id} has no {suite} tests")
+    suite_dirs = {b.week: paths.assignment(b.week) / suite for b in batches}
+    for week_id, folder in suite_dirs.items():
+        course.week(week_id)
+        if not folder.is_dir():
+            raise GradingError(f"{folder} does not exist: week {week_id} has no {suite} tests")
     limits = course.grading
     sandbox = sandbox or limits.sandbox
     docker = _docker_settings(limits, gpu_index) if sandbox == "docker" else None
+    run_id = docker["run_id"] if docker else new_run_id()
     started = time.monotonic()
-    results: dict[str, GradeResult] = {}
-    with tempfile.TemporaryDirectory(prefix=f"grade-{week_id}-") as tmp:
+    results: dict[tuple[str, str], GradeResult] = {}
+    with tempfile.TemporaryDirectory(prefix="grade-") as tmp:
         work = Path(tmp)
         os.chmod(work, 0o755)
-        prepared = []
-        for index, item in enumerate(submissions):
-            result = GradeResult(item.name, week_id)
-            results[item.name] = result
-            entry = _prepare(item, index, work, week.forbidden, week.id, result)
-            if entry is not None:
-                prepared.append(entry)
-            elif on_progress is not None:
-                on_progress(item.name, 0.0, 0.0)
-        if prepared:
+        suites = []
+        for batch in batches:
+            week = course.week(batch.week)
+            prepared = []
+            for item in batch.submissions:
+                result = results[(week.id, item.name)] = GradeResult(item.name, week.id)
+                entry = _prepare(item, len(results), work, week.forbidden, week.id, result)
+                if entry is not None:
+                    prepared.append(entry)
+                elif on_progress is not None:
+                    on_progress(item.name, 0.0, 0.0)
+            trusted = []
+            for item in batch.in_process:
+                results[(week.id, item.name)] = GradeResult(item.name, week.id, sandbox="in-process")
+                trusted.append({"name": item.name, "module_path": str(item.path), "only": item.only,
+                                "forbidden_parts": {}, "skip_kinds": list(batch.in_process_skip)})
+            if prepared or trusted:
+                suites.append(_suite_config(root, week, suite_dirs[week.id], prepared, trusted, work))
+        if suites:
             try:
-                outcomes, outputs, devices, log = _run_suite(course, root, week_id, suite_dir, prepared, work, limits,
-                                                    sandbox, extra_pytest_args or [], on_progress, docker)
+                outcomes, outputs, devices, log = _run_suites(course, root, suites, work, limits, sandbox,
+                                                             extra_pytest_args or [], on_progress, docker,
+                                                             until_caught, run_id)
             finally:
                 if docker is not None:
                     from autograder.sandbox.container import remove_run_containers
 
                     remove_run_containers(docker["run_id"])
             for outcome in outcomes:
-                results[outcome.submission].tests.append(outcome)
-            for entry in prepared:
-                result = results[entry["name"]]
-                result.output = outputs.get(entry["name"], "")
-                result.device = devices.get(entry["name"], "")
-                if not result.tests:
-                    result.error = "no test ran for this submission"
-                    result.notes.append(log[-2000:])
+                week_id, name = split_key(outcome.submission)
+                outcome.submission = name
+                results[(week_id, name)].tests.append(outcome)
+            for config in suites:
+                for entry in config["submissions"] + config["in_process"]:
+                    key = (config["week"], entry["name"])
+                    result = results[key]
+                    result.output = outputs.get(entry_key(*key), "")
+                    result.device = devices.get(entry_key(*key), "")
+                    if not result.tests:
+                        result.error = "no test ran for this submission"
+                        result.notes.append(log[-2000:])
     elapsed = time.monotonic() - started
     for result in results.values():
-        result.seconds = elapsed
-        result.sandbox = f"docker ({limits.image})" if docker else _sandbox_name(sandbox)
+        result.seconds, result.run_id = elapsed, run_id
+        if result.sandbox != "in-process":
+            result.sandbox = f"docker ({limits.image})" if docker else _sandbox_name(sandbox)
     return results
 
 
 def _docker_settings(limits: GradingLimits, gpu_index: int) -> dict:
     """Check the engine, the image and the GPU policy before anything runs; the settings
     every container of this run gets."""
-    from autograder.sandbox.container import DockerUnavailable, check_image, client, gpu_request, new_run_id
+    from autograder.sandbox.container import DockerUnavailable, check_image, client, gpu_request
 
     try:
         check_image(client(), limits.image)
@@ -136,7 +182,7 @@ def _prepare(item: Submitted, index: int, work: Path, forbidden: list[str], week
     except NotebookError as exc:
         result.error = str(exc)
         return None
-    folder = work / f"s{index:03d}"
+    folder = work / f"s{index:04d}"
     folder.mkdir()
     os.chmod(folder, 0o755)
     module_path = folder / "submission.py"
@@ -150,48 +196,57 @@ def _prepare(item: Submitted, index: int, work: Path, forbidden: list[str], week
             "forbidden_parts": forbidden_parts(module.source, forbidden, week)}
 
 
-def _run_suite(course: Course, root: Path, week_id: str, suite_dir: Path, prepared: list[dict], work: Path,
-               limits: GradingLimits, sandbox: str, extra: list[str],
-               on_progress: Callable[[str, float, float], None] | None = None, docker: dict | None = None,
-               ) -> tuple[list[TestOutcome], dict[str, str], dict[str, str], str]:
-    paths = CoursePaths(root)
+def _suite_config(root: Path, week: Week, suite_dir: Path, prepared: list[dict], trusted: list[dict],
+                  work: Path) -> dict:
+    """What the trusted process needs to grade one week's submissions."""
+    release = CoursePaths(root).release(week.id)
+    folders = [str(Path(e["module_path"]).parent) for e in prepared]
+    for entry in prepared:  # nor may one submission read another's
+        entry["denied_paths"] = [f for f in folders if f != str(Path(entry["module_path"]).parent)]
+    return {"week": week.id, "dir": str(suite_dir), "submissions": prepared, "in_process": trusted,
+            "forbidden": week.forbidden, "helper_dirs": [str(release)] if release.is_dir() else []}
+
+
+def _run_suites(course: Course, root: Path, suites: list[dict], work: Path, limits: GradingLimits, sandbox: str,
+                extra: list[str], on_progress: Callable[[str, float, float], None] | None = None,
+                docker: dict | None = None, until_caught: bool = False, run_id: str = "",
+                ) -> tuple[list[TestOutcome], dict[str, str], dict[str, str], str]:
     outcomes_path = work / "outcomes.json"
     progress_path = work / "progress.jsonl"
     config = {
-        "week": week_id,
-        "submissions": prepared,
+        "suites": suites,
         "outcomes_path": str(outcomes_path),
         "progress_path": str(progress_path),
-        "limits": {"memory_mb": limits.memory_mb, "cpu_seconds": limits.cpu_seconds,
-                   "processes": limits.processes, "file_size_mb": limits.file_size_mb},
+        "limits": limits.worker_limits(),
         "test_timeout_s": limits.test_timeout_s,
         "submission_timeout_s": limits.submission_timeout_s,
         "import_timeout_s": limits.import_timeout_s,
         "sandbox": sandbox,
-        **({"docker": docker} if docker else {}),
-        "forbidden": course.week(week_id).forbidden,
-        "helper_dirs": [str(paths.release(week_id))] if paths.release(week_id).is_dir() else [],
-        "denied_paths": [str(root / "assignments"), str(root / "reference"), str(root / "gradebook"),
+        "until_caught": until_caught,
+        "docker": docker or {"run_id": run_id},
+        "denied_paths": [str(root / "assignments"), str(CoursePaths(root).reference), str(root / "gradebook"),
                          str(root / "build"), str(work / "grading.json"), str(outcomes_path)],
     }
-    folders = [str(Path(e["module_path"]).parent) for e in prepared]
-    for entry in prepared:  # nor may one submission read another's
-        entry["denied_paths"] = [f for f in folders if f != str(Path(entry["module_path"]).parent)]
     config_path = work / "grading.json"
     config_path.write_text(json.dumps(config))
     os.chmod(config_path, 0o600)
-    command = [sys.executable, "-m", "pytest", str(suite_dir), "-p", "autograder.testing.plugin",
+    rootdir = Path(os.path.commonpath([s["dir"] for s in suites]))
+    command = [sys.executable, "-m", "pytest", *[s["dir"] for s in suites], "-p", "autograder.testing.plugin",
                "--grading-config", str(config_path), "-q", "--assert=plain", "-p", "no:cacheprovider",
-               "--rootdir", str(suite_dir), "-o", "addopts=", "--no-header", "-rN", *extra]
-    budget = limits.submission_timeout_s * len(prepared) + limits.import_timeout_s + 120
+               "--import-mode=importlib", "--rootdir", str(rootdir), "-o", "addopts=", "--no-header", "-rN",
+               "--tb=native",  # pytest's default traceback costs ~50 ms a failure; outcomes are ours anyway
+               *extra]
+    count = sum(len(s["submissions"]) + len(s["in_process"]) for s in suites)
+    budget = limits.submission_timeout_s * count + limits.import_timeout_s * len(suites) + 120
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", OMP_NUM_THREADS="1")
     log = _run_reporting_progress(command, env, root, budget, progress_path, on_progress)
+    weeks = ", ".join(s["week"] for s in suites)
     if not outcomes_path.exists():
-        raise GradingError(f"the test suite for {week_id} did not run:\n{log[-4000:]}")
+        raise GradingError(f"the test suite for {weeks} did not run:\n{log[-4000:]}")
     data = json.loads(outcomes_path.read_text())
     outcomes = [TestOutcome(**o) for o in data["outcomes"]]
     if not outcomes and "error" in log.lower():
-        raise GradingError(f"the test suite for {week_id} failed to load:\n{log[-4000:]}")
+        raise GradingError(f"the test suite for {weeks} failed to load:\n{log[-4000:]}")
     return outcomes, data.get("outputs", {}), data.get("devices", {}), log
 
 
@@ -228,7 +283,7 @@ def _report(progress_path: Path, already: int, on_progress: Callable[[str, float
             item = json.loads(line)
         except json.JSONDecodeError:
             return already  # a line half written: read it next time
-        on_progress(item["submission"], item["earned"], item["possible"])
+        on_progress(split_key(item["submission"])[1], item["earned"], item["possible"])
         already += 1
     return already
 
@@ -239,7 +294,7 @@ def grade_in_process(course: Course, root: Path, week_id: str, submissions: list
     (a reference, your own notebook). Fast, and the yardstick for the sandbox's overhead."""
     import pytest
 
-    from autograder.testing.local import LocalSubmission
+    from autograder.testing.in_process import InProcessSubmission
     from autograder.testing.plugin import SubmissionEntry, SubmissionPlugin
     from autograder.testing.suite_modules import fresh_suite_modules
 
@@ -250,7 +305,7 @@ def grade_in_process(course: Course, root: Path, week_id: str, submissions: list
         namespace: dict = {"__name__": "submission"}
         exec(compile(source, str(item.path), "exec"), namespace)
         parts = forbidden_parts(source, week.forbidden, week.id)
-        entries.append(SubmissionEntry(item.name, lambda ns=namespace, p=parts: LocalSubmission(ns, p),
+        entries.append(SubmissionEntry(item.name, lambda ns=namespace, p=parts: InProcessSubmission(ns, p),
                                        only=item.only))
     plugin = SubmissionPlugin(entries, test_timeout_s=course.grading.test_timeout_s)
     suite_dir = CoursePaths(root).assignment(week_id) / suite
@@ -266,12 +321,8 @@ def grade_in_process(course: Course, root: Path, week_id: str, submissions: list
 
 
 def _sandbox_name(requested: str) -> str:
-    from autograder.sandbox.launch import bubblewrap_available
+    from autograder.sandbox.bubblewrap import bubblewrap_available
 
     if requested == "none":
         return "none (resource limits only)"
     return "bubblewrap" if bubblewrap_available() else "none (bubblewrap missing; resource limits only)"
-
-
-def outcomes_as_dicts(result: GradeResult) -> list[dict]:
-    return [asdict(t) for t in result.tests]

@@ -8,7 +8,6 @@ and a mutant runs only the tests its `catches` list names.
 from __future__ import annotations
 
 import fnmatch
-import json
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,10 +16,26 @@ import nbformat
 
 from autograder.config import Course
 from autograder.grading.mutants import MutantError, load_mutants
-from autograder.grading.run import GradeResult, Submitted, grade
-from autograder.pipeline.build import CoursePaths, source_notebook
+from autograder.grading.run import Batch, GradeResult, Submitted, grade_batches
+from autograder.layout import CoursePaths
+from autograder.pipeline.build import source_notebook
+from autograder.pipeline.week_info import WEEK_INFO, read_week_info
 from autograder.submission.notebook import extract_module
 from autograder.testing.plugin import KINDS
+
+
+MIN_MUTANTS = 6
+WHAT_TO_WRITE = {
+    "shape": "add tests marked @pytest.mark.kind(\"shape\") that check output and parameter shapes for several sizes",
+    "value": "add tests marked @pytest.mark.kind(\"value\") that compare outputs with a trusted implementation, a "
+             "closed form or hand-computed cases (autograder.kit: randomize, load_same_weights, assert_close)",
+    "grad": "add tests marked @pytest.mark.kind(\"grad\") that compare gradients with a trusted implementation's "
+            "(autograder.kit.gradients; sub.vjp gives the notebook's)",
+    "convergence": "add a tiny training run marked @pytest.mark.kind(\"convergence\") on the kit's data "
+                   "(autograder.kit.data), judged by a metric the trusted side computes (autograder.kit.probes), "
+                   "its gate calibrated over at least 10 seeds",
+}
+IN_PROCESS_KEY = "answer key (in-process)"
 
 
 @dataclass
@@ -28,11 +43,20 @@ class Verification:
     week: str
     problems: list[str] = field(default_factory=list)
     rows: list[tuple[str, str, str]] = field(default_factory=list)  # (variant, score, verdict)
-    seconds: float = 0.0
+    seconds: float = 0.0  # the week's own tests, without the run's shared start-up
+    catches: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
         return not self.problems
+
+
+def answer_key_source(course: Course, root: Path, week_id: str) -> str:
+    """The module the grader would make of the answer key's notebook (demo cells dropped)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        key = Path(tmp) / "answer_key.ipynb"
+        nbformat.write(source_notebook(course, course.week(week_id), root), key)
+        return extract_module(key).source
 
 
 def write_variants(course: Course, root: Path, week_id: str, folder: Path) -> tuple[Path, list[Submitted], list[str]]:
@@ -42,11 +66,11 @@ def write_variants(course: Course, root: Path, week_id: str, folder: Path) -> tu
     it) and the problems found on the way (mutants that no longer apply).
     """
     key = folder / "answer_key.ipynb"
-    nbformat.write(source_notebook(course.week(week_id), root), key)
+    nbformat.write(source_notebook(course, course.week(week_id), root), key)
     key_source = extract_module(key).source
     variants, problems = [], []
     try:
-        found = load_mutants(CoursePaths(root).assignment(week_id) / "mutants")
+        found = load_mutants(CoursePaths(root).mutants(week_id))
     except MutantError as exc:
         return key, [], [str(exc)]
     for mutant in found:
@@ -61,50 +85,89 @@ def write_variants(course: Course, root: Path, week_id: str, folder: Path) -> tu
     return key, variants, problems
 
 
-def verify_week(course: Course, root: Path, week_id: str, sandbox: str | None = None) -> Verification:
+def verify_week(course: Course, root: Path, week_id: str, sandbox: str | None = None,
+                all_catches: bool = False) -> Verification:
+    return verify_weeks(course, root, [week_id], sandbox, all_catches)[0]
+
+
+def verify_weeks(course: Course, root: Path, week_ids: list[str], sandbox: str | None = None,
+                 all_catches: bool = False) -> list[Verification]:
+    """Verify several weeks in one trusted pytest process (its imports are paid once).
+
+    For each week: the answer key over the wire (every test) and in-process (every test but
+    the convergence runs, which repeat the same calls: enough to show that both transports
+    agree), the release, and each mutant on the tests its `catches` names, cheapest kind first
+    and only until one fails (a convergence run only for a mutant that nothing else catches),
+    or on all of them with `all_catches`, which also proves each catches list right.
+    """
     paths = CoursePaths(root)
-    week = course.week(week_id)
-    check = Verification(week_id)
-    release_nb = paths.release(week_id) / f"{week.slug}.ipynb"
-    if not release_nb.is_file():
-        check.problems.append(f"{release_nb} is missing: run `course build {week_id}`")
-        return check
+    checks = {w: Verification(w) for w in week_ids}
     with tempfile.TemporaryDirectory() as tmp:
-        key, variants, problems = write_variants(course, root, week_id, Path(tmp))
-        check.problems += problems
-        if len(variants) < 6:
-            check.problems.append(f"only {len(variants)} usable mutants in assignments/{week_id}/mutants "
-                                  "(at least 6)")
-        submissions = [Submitted("answer key", key), Submitted("release", release_nb)] + variants
-        results = grade(course, root, week_id, submissions, sandbox=sandbox)
-    check.seconds = next(iter(results.values())).seconds
-    _judge(check, results)
-    _check_catches(check, results, {v.name: v.only or [] for v in variants})
-    _check_advertised_size(check, paths.release(week_id) / "week.json", results["answer key"])
-    return check
+        batches = []
+        for week_id in week_ids:
+            week, check = course.week(week_id), checks[week_id]
+            release_nb = paths.release(week_id) / f"{week.slug}.ipynb"
+            if not release_nb.is_file():
+                check.problems.append(f"{release_nb} is missing: run `course build {week_id}`")
+                continue
+            folder = Path(tmp) / week_id
+            folder.mkdir()
+            key, variants, problems = write_variants(course, root, week_id, folder)
+            check.problems += problems
+            if len(variants) < MIN_MUTANTS:
+                check.problems.append(f"only {len(variants)} usable mutants in assignments/{week_id}/mutants "
+                                      f"(at least {MIN_MUTANTS}): write more plausible student bugs as mutants")
+            batches.append(Batch(week_id, [Submitted("answer key", key), Submitted("release", release_nb)] + variants,
+                                 in_process=[Submitted(IN_PROCESS_KEY, key)], in_process_skip=("convergence",)))
+            check.catches = {v.name: v.only or [] for v in variants}
+        results = grade_batches(course, root, batches, sandbox=sandbox, until_caught=not all_catches)
+    for batch in batches:
+        check = checks[batch.week]
+        week_results = {name: r for (week, name), r in results.items() if week == batch.week}
+        check.seconds = sum(t.duration for r in week_results.values() for t in r.tests)
+        _judge(check, week_results)
+        _check_transports(check, week_results["answer key"], week_results[IN_PROCESS_KEY])
+        _check_catches(check, week_results, check.catches)
+        _check_advertised_size(check, paths.release(batch.week), week_results["answer key"])
+    return [checks[w] for w in week_ids]
+
+
+def _check_transports(check: Verification, wire: GradeResult, in_process: GradeResult) -> None:
+    """Self-checks run in-process and grading over the wire: the key must fare the same in both."""
+    over_wire = {t.name: t.passed for t in wire.tests}
+    differ = [t.name for t in in_process.tests if over_wire.get(t.name) != t.passed]
+    if not in_process.tests:
+        check.problems.append(f"the answer key did not run in-process: {in_process.error or '?'}")
+    elif differ:
+        check.problems.append("the answer key passes different tests in-process and over the wire: "
+                              + ", ".join(differ[:8]))
 
 
 def _check_catches(check: Verification, results: dict[str, GradeResult], catches: dict[str, list[str]]) -> None:
-    """A mutant's `catches` documents which tests find the bug: each must fail at least once
-    (a parametrized test counts when any of its cases fails), or the list has gone stale."""
+    """A mutant's `catches` documents which tests find the bug: each that ran must fail at least
+    once (a parametrized test counts when any of its cases fails), or the list has gone stale;
+    each must name a test of the suite."""
+    names = {t.name.split("[")[0] for t in results["answer key"].tests}
     for name, patterns in catches.items():
         tests = results[name].tests
         if not tests:
             continue  # it could not be graded at all: reported by _judge
         for pattern in patterns:
-            matched = [t for t in tests if fnmatch.fnmatch(t.name.split("[")[0], pattern)]
-            if not matched:
+            if not any(fnmatch.fnmatch(n, pattern) for n in names):
                 check.problems.append(f"{name} lists {pattern} in catches, but no hidden test has that name")
-            elif all(t.passed for t in matched):
+                continue
+            matched = [t for t in tests if fnmatch.fnmatch(t.name.split("[")[0], pattern)]
+            if matched and all(t.passed for t in matched):
                 check.problems.append(f"{name} lists {pattern} in catches, but it passes: update the list")
 
 
-def _check_advertised_size(check: Verification, info_path: Path, key: GradeResult) -> None:
+def _check_advertised_size(check: Verification, release: Path, key: GradeResult) -> None:
     """The self-check tells students how many hidden tests there are; it must be true."""
-    if not info_path.is_file():
-        check.problems.append(f"{info_path} is missing: run `course build {check.week}`")
+    info = read_week_info(release)
+    if not info:
+        check.problems.append(f"{release / WEEK_INFO} is missing: run `course build {check.week}`")
         return
-    hidden = json.loads(info_path.read_text()).get("hidden", {})
+    hidden = info.get("hidden", {})
     actual = {"tests": len(key.tests), "points": key.possible}
     if hidden.get("tests") != actual["tests"] or hidden.get("points") != actual["points"]:
         check.problems.append(f"week.json advertises {hidden} hidden tests but the suite has {actual}; "
@@ -114,9 +177,8 @@ def _check_advertised_size(check: Verification, info_path: Path, key: GradeResul
 def _judge(check: Verification, results: dict[str, GradeResult]) -> None:
     key, release = results["answer key"], results["release"]
     kinds = {t.kind for t in key.tests}
-    missing = [k for k in KINDS if k not in kinds]
-    if missing:
-        check.problems.append(f"the hidden suite has no {', '.join(missing)} check")
+    for kind in (k for k in KINDS if k not in kinds):
+        check.problems.append(f"the hidden suite has no {kind} check: {WHAT_TO_WRITE[kind]}")
     full = key.possible > 0 and key.earned == key.possible
     check.rows.append(("answer key", f"{key.earned:g}/{key.possible:g}", "full marks" if full else "NOT FULL"))
     if not full:

@@ -6,7 +6,7 @@
    `check(...)` cell is that part's autograded cell, explicit `nbgrader` metadata is kept,
    and every other cell is locked. Cell ids are made
    from the week and the cell's position so that builds are byte-for-byte repeatable.
-2. That notebook, with the week's public tests and helpers, is nbgrader's source
+2. That notebook, with the week's public tests, is nbgrader's source
    assignment (the answer key). nbgrader's `generate_assignment` writes the student
    version, with solutions replaced by placeholders.
 3. The result replaces `release/<week>/`. Hidden tests and mutants are never copied.
@@ -25,42 +25,25 @@ import re
 import shutil
 import sys
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import jupytext
 import nbformat
 
 from autograder.config import Course, Week
+from autograder.layout import PUBLIC_TESTS_DIR, CoursePaths
+from autograder.pipeline.render import RenderError, render_cells
+from autograder.pipeline.week_info import write_week_info
 
 SOLUTION_BEGIN = "### BEGIN SOLUTION"
 CHECK_CALL = re.compile(r"""\bcheck\(\s*["'](\w+)["']\s*,\s*["'](\w+)["']""")
-PUBLIC_TESTS_DIR = "public_tests"
-
-
-@dataclass(frozen=True)
-class CoursePaths:
-    root: Path
-
-    @property
-    def reference(self) -> Path:
-        return self.root / "reference"
-
-    def assignment(self, week: str) -> Path:
-        return self.root / "assignments" / week
-
-    def release(self, week: str) -> Path:
-        return self.root / "release" / week
-
-    def course_file(self) -> Path:
-        return self.root / "course.yaml"
 
 
 class BuildError(Exception):
     pass
 
 
-def source_notebook(week: Week, root: Path) -> nbformat.NotebookNode:
+def source_notebook(course: Course, week: Week, root: Path) -> nbformat.NotebookNode:
     """The answer key: the reference as a notebook with nbgrader cell metadata."""
     if not week.reference:
         raise BuildError(f"week {week.id} has no reference file in course.yaml")
@@ -68,8 +51,13 @@ def source_notebook(week: Week, root: Path) -> nbformat.NotebookNode:
     if not path.is_file():
         raise BuildError(f"{path} does not exist (course.yaml weeks[{week.id}].reference)")
     nb = jupytext.read(path, fmt="py:percent")
-    part_points = hidden_suite_size(root / "assignments" / week.id / "hidden",
-                                    [p for c in nb.cells if (p := check_part(c, week.id))])["parts"]
+    parts = [p for c in nb.cells if (p := check_part(c, week.id))]
+    hidden = hidden_suite_size(CoursePaths(root).suite(week.id, "hidden"), parts)
+    part_points = hidden["parts"]
+    try:
+        render_cells(nb, course, week, root, parts, hidden["tests"])
+    except RenderError as exc:
+        raise BuildError(str(exc)) from None
     nb.metadata.pop("jupytext", None)
     nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
     nb.metadata["language_info"] = {"name": "python"}
@@ -159,14 +147,13 @@ def build_week(course: Course, week_id: str, root: Path, into: Path | None = Non
         work = Path(tmp)
         source = work / "source" / week_id
         source.mkdir(parents=True)
-        notebook = source_notebook(week, root)
+        notebook = source_notebook(course, week, root)
         nbformat.write(notebook, source / f"{week.slug}.ipynb")
-        _copy_tree(paths.assignment(week_id) / "public", source / PUBLIC_TESTS_DIR, "*.py")
-        _copy_tree(paths.assignment(week_id) / "helpers", source, "*")
+        _copy_tree(paths.suite(week_id, "public"), source / PUBLIC_TESTS_DIR, "*.py")
         parts = [p for c in notebook.cells if (p := check_part(c, week.id))]
         info = {"week": week.id, "title": week.title, "notebook": f"{week.slug}.ipynb", "parts": parts,
-                "hidden": hidden_suite_size(paths.assignment(week_id) / "hidden")}
-        (source / "week.json").write_text(json.dumps(info, indent=1, sort_keys=True) + "\n")
+                "hidden": hidden_suite_size(paths.suite(week_id, "hidden"))}
+        write_week_info(source, info)
         config = Config()
         config.CourseDirectory.root = str(work)
         config.CourseDirectory.db_url = db_url or f"sqlite:///{work / 'gradebook.db'}"
@@ -196,7 +183,7 @@ def hidden_suite_size(folder: Path, parts: list[str] | None = None) -> dict:
     Students may know this much (not what the tests check); reading the files rather than
     collecting them keeps the build free of the suite's imports.
     """
-    from gradebook.store import part_of
+    from gradebook.parts import part_of
 
     tests, points, per_part = 0, 0.0, {p: 0.0 for p in parts or []}
     for path in sorted(folder.glob("test_*.py")) if folder.is_dir() else []:
@@ -252,7 +239,7 @@ def put_venv_on_path() -> None:
 
 
 def write_answer_key(course: Course, week_id: str, root: Path, output: Path) -> Path:
-    nbformat.write(source_notebook(course.week(week_id), root), output)
+    nbformat.write(source_notebook(course, course.week(week_id), root), output)
     return output
 
 

@@ -24,11 +24,11 @@ import socket
 import struct
 import tempfile
 import threading
-import uuid
 from pathlib import Path
 
 import autograder
-from autograder.sandbox.launch import ControlChannel, WorkerSpec
+from autograder.sandbox.host import WorkerHost
+from autograder.sandbox.spec import WorkerSpec
 
 IMAGE = "vitssl-grader:latest"
 LOCK_LABEL = "org.vitssl.uv-lock"
@@ -121,8 +121,8 @@ def remove_run_containers(run_id: str) -> int:
     return len(left)
 
 
-class ContainerZygote(ControlChannel):
-    """A worker zygote in a container; the same interface as the local `Zygote`."""
+class ContainerZygote(WorkerHost):
+    """A worker zygote in a container (the `docker` backend)."""
 
     def __init__(self, spec: WorkerSpec):
         self.spec = spec
@@ -194,7 +194,7 @@ class ContainerZygote(ControlChannel):
             raise EOFError("the worker's container did not connect")
         return self._sock
 
-    # -- the Zygote interface ---------------------------------------------------------
+    # -- the WorkerHost interface -----------------------------------------------------
     def child_config(self, spec) -> dict:
         return {"module_path": f"/submission/{spec.module_path.name}", "source": Path(spec.module_path).read_text(),
                 "denied_paths": [], "limits": self._rlimits(spec),
@@ -208,6 +208,18 @@ class ContainerZygote(ControlChannel):
         limits.pop("RLIMIT_NPROC")
         return limits
 
+    def cpu_seconds(self) -> float | None:
+        """The container's CPU time, from its cgroup (cgroupfs or systemd driver); None if unknown."""
+        cid = getattr(self.container, "id", "")
+        for path in (f"/sys/fs/cgroup/docker/{cid}/cpu.stat", f"/sys/fs/cgroup/system.slice/docker-{cid}.scope/cpu.stat"):
+            try:
+                for line in Path(path).read_text().splitlines():
+                    if line.startswith("usage_usec "):
+                        return int(line.split()[1]) / 1e6
+            except (OSError, ValueError):
+                continue
+        return None
+
     def wait_briefly(self, seconds: float = 2.0) -> int | None:
         try:
             status = self.container.wait(timeout=seconds)
@@ -215,16 +227,12 @@ class ContainerZygote(ControlChannel):
             return None
         return int(status.get("StatusCode", 0))
 
-    def poll(self) -> int | None:
+    def alive(self) -> bool:
         try:
             self.container.reload()
         except Exception:
-            return -1
-        return None if self.container.status in ("created", "running") else -1
-
-    @property
-    def process(self):
-        return self  # the pool asks `zygote.process.poll()`
+            return False
+        return self.container.status in ("created", "running")
 
     def kill(self) -> None:
         """Kill and remove the container; close our end of the wire."""
@@ -255,5 +263,3 @@ class _ContainerLog:
         pass
 
 
-def new_run_id() -> str:
-    return uuid.uuid4().hex[:12]

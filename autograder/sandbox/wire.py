@@ -14,7 +14,6 @@ import json
 import math
 import socket
 import struct
-from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -44,17 +43,6 @@ DTYPE_NAMES = {v: k for k, v in DTYPES.items()}
 
 class WireError(Exception):
     """The other side sent something that is not a valid message."""
-
-
-@dataclass(frozen=True)
-class HandleInfo:
-    """What the trusted side learns about an object that stays in the worker."""
-
-    id: int
-    type_name: str
-    kind: str  # "class", "function", "module", "method" or "object"
-    is_module: bool
-    generation: int = 0
 
 
 def encode(value: Any, blobs: list[bytes], to_handle: Callable[[Any], dict] | None = None,

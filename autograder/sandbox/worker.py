@@ -211,9 +211,6 @@ class Server:
         except BaseException as exc:
             return {"ok": False, "error": self._describe(exc)}
 
-    def _op_ping(self) -> str:
-        return "pong"
-
     def _op_seed(self, seed: int) -> None:
         self._seed(seed)
 
@@ -229,11 +226,6 @@ class Server:
     def _op_call_method(self, target: Any, name: str, args: list, kwargs: dict) -> Any:
         result = getattr(target, name)(*args, **kwargs)
         return list(result) if _is_generator(result) else result
-
-    def _op_release(self, ids: list) -> None:
-        for i in ids:
-            if i != 0:
-                self.objects.pop(i, None)
 
     def _op_vjp(self, target: Any, args: list, kwargs: dict, cotangents: list,
                 want_params: bool) -> dict:

@@ -1,8 +1,3 @@
-"""What week test suites import: comparisons with helpful messages, the check kinds, and
-trusted modules with random, non-trivial weights."""
-
-from autograder.testing.compare import assert_close, assert_shape
-from autograder.testing.parameters import randomize
-from autograder.testing.plugin import KINDS
-
-__all__ = ["assert_close", "assert_shape", "randomize", "KINDS"]
+"""How tests reach a submission: the pytest plugin (`sub` fixture, markers, deadlines,
+outcomes as data) and its two transports, remote (a sandboxed worker over the wire) and
+in-process (self-checks). What suites import to compare and generate lives in `autograder.kit`."""

@@ -42,7 +42,12 @@ class ForbiddenAPIUsed(SubmissionError):
 
 
 class WorkerTimeout(SubmissionError):
-    pass
+    """The student's code missed a deadline. `starved` says that its worker got little CPU time
+    while the wall clock ran (a busy machine, not slow code): the test is tried once more."""
+
+    def __init__(self, message: str, starved: bool = False, cpu_s: float | None = None, wall_s: float | None = None):
+        super().__init__(message)
+        self.starved, self.cpu_s, self.wall_s = starved, cpu_s, wall_s
 
 
 class WorkerCrashed(SubmissionError):

@@ -22,7 +22,8 @@ from typing import Any, Callable
 import pytest
 import torch
 
-from autograder.testing.errors import SubmissionError
+from autograder.kit.seeding import setup
+from autograder.testing.errors import SubmissionError, WorkerTimeout
 
 KINDS = ("shape", "value", "grad", "convergence")
 VISIBILITIES = ("visible", "hidden", "after_due_date", "after_published")
@@ -39,41 +40,69 @@ class TestOutcome:
     passed: bool
     message: str = ""
     duration: float = 0.0
+    note: str = ""  # what the grader did beyond running the test (a retry after a busy machine)
 
 
 @dataclass
 class SubmissionEntry:
-    """A submission for this run: how to reach it, and which tests apply to it."""
+    """A submission for this run: how to reach it, and which tests apply to it.
+
+    `suite` is the folder of the week's tests it is graded by (None: every collected test);
+    `only` limits it to tests with these names (a mutant's `catches`); with `until_caught` they
+    run cheapest kind first (shape, value, grad, convergence; within a kind, in the order of
+    `only`) and stop at the first failure;
+    `skip_kinds` drops tests of these kinds."""
 
     name: str
     factory: Callable[[], Any]
     only: list[str] | None = None
     budget_s: float | None = None
     client: Any = None  # the remote WorkerClient, when there is one
+    suite: Path | None = None
+    until_caught: bool = False
+    skip_kinds: tuple[str, ...] = ()
+    test_filter: Callable[[str], bool] | None = None  # on test names: a self-check's one part
+    pool: Any = None  # the zygote pool of its week, when its worker is remote
     spent_s: float = 0.0
     _instance: Any = field(default=None, repr=False)
+
+    def applies_to(self, path: Path) -> bool:
+        return self.suite is None or Path(path).resolve().is_relative_to(self.suite)
 
     def get(self) -> Any:
         if self._instance is None:
             self._instance = self.factory()
         return self._instance
 
+    def selects(self, items: list[pytest.Item], name: str) -> set[str]:
+        """The node ids of the collected tests this submission runs."""
+        mine = [item for item in items if _submission_of(item) == name
+                and _marker_arg(item, "kind", "value") not in self.skip_kinds
+                and (self.test_filter is None or self.test_filter(item.originalname))]
+        if self.only is not None:
+            mine = [item for item in mine if any(fnmatch.fnmatch(item.originalname, p) for p in self.only)]
+        return {item.nodeid for item in mine}
+
 
 class SubmissionPlugin:
     def __init__(self, entries: list[SubmissionEntry], test_timeout_s: float = 60.0,
-                 default_visibility: str = "after_published", pool: Any = None):
+                 default_visibility: str = "after_published"):
         self.entries = {e.name: e for e in entries}
         self.test_timeout_s = test_timeout_s
         self.default_visibility = default_visibility
         self.outcomes: list[TestOutcome] = []
+        self._first_item: dict[str, str] = {}
+        self._notes: dict[str, str] = {}
         self._last_item: dict[str, str] = {}
         self.progress_path: str | None = None  # a JSON line per finished submission, for progress bars
-        self.pool = pool
-        if pool is not None:
-            pool.warm(first=True)  # torch is imported in the sandbox while pytest collects the suite
+        self._threads_before = torch.get_num_threads()
+        self.pools = list(dict.fromkeys(e.pool for e in entries if e.pool is not None))
+        if self.pools:
+            self.pools[0].warm(first=True)  # torch is imported in the sandbox while pytest collects
 
     # -- collection --------------------------------------------------------------------
     def pytest_configure(self, config: pytest.Config) -> None:
+        setup(seed=0)  # the trusted side's seed and thread count, for every suite
         for line in ("points(n): points this test is worth",
                      "kind(name): shape, value, grad or convergence",
                      "visibility(v): visible, hidden, after_due_date or after_published",
@@ -82,24 +111,45 @@ class SubmissionPlugin:
 
     def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
         if "sub" in metafunc.fixturenames:
-            names = list(self.entries)
+            names = [n for n, e in self.entries.items() if e.applies_to(metafunc.definition.path)]
             metafunc.parametrize("sub", names, indirect=True, ids=names)
 
     def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
-        keep, drop = [], []
-        for item in items:
-            entry = self.entries.get(_submission_of(item))
-            if entry is not None and entry.only is not None and not any(
-                    fnmatch.fnmatch(item.originalname, pattern) for pattern in entry.only):
-                drop.append(item)
-            else:
-                keep.append(item)
+        chosen = {name: entry.selects(items, name) for name, entry in self.entries.items()}
+        keep = [item for item in items
+                if _submission_of(item) not in self.entries or item.nodeid in chosen[_submission_of(item)]]
+        drop = [item for item in items if item not in keep]
         if drop:
             config.hook.pytest_deselected(items=drop)
         order = {name: i for i, name in enumerate(self.entries)}
-        keep.sort(key=lambda item: order.get(_submission_of(item), -1))  # one submission at a time
+
+        def position(item: pytest.Item) -> tuple[int, int, int]:  # one submission at a time
+            entry = self.entries.get(_submission_of(item))
+            if entry is None or not entry.until_caught:
+                return order.get(_submission_of(item), -1), 0, 0
+            listed = next(i for i, p in enumerate(entry.only) if fnmatch.fnmatch(item.originalname, p))
+            return order[entry.name], _kind_rank(item), listed  # cheapest kind, then as the catches list
+
+        keep.sort(key=position)
         items[:] = keep
+        for item in reversed(keep):
+            self._first_item[_submission_of(item)] = item.nodeid
         self._last_item = {_submission_of(item): item.nodeid for item in keep}
+
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        """A submission graded until caught stops at its first failure. When a week's last
+        submission starts, the next week's sandbox starts booting."""
+        name = _submission_of(item)
+        entry = self.entries.get(name)
+        if entry is not None and entry.until_caught and any(
+                o.submission == name and not o.passed for o in self.outcomes):
+            pytest.skip("already caught")
+        if entry is None or entry.pool is None or self._first_item.get(name) != item.nodeid:
+            return
+        later = list(self.entries.values())[list(self.entries).index(name) + 1:]
+        following = next((e for e in later if e.pool is not None and e.name in self._last_item), None)
+        if following is not None and following.pool is not entry.pool:
+            following.pool.warm(first=True)
 
     def pytest_runtest_teardown(self, item: pytest.Item) -> None:
         name = _submission_of(item)
@@ -108,6 +158,10 @@ class SubmissionPlugin:
             return
         if entry.client is not None:
             entry.client.close()  # its last test is done: the zygote moves on to the next submission
+        later = [e for e in list(self.entries.values())[list(self.entries).index(name) + 1:]
+                 if e.name in self._last_item]
+        if entry.pool is not None and not any(e.pool is entry.pool for e in later):
+            entry.pool.close()  # the week is done: its spare zygote goes
         if self.progress_path is not None:
             done = [o for o in self.outcomes if o.submission == name]
             line = {"submission": name, "earned": sum(o.points for o in done if o.passed),
@@ -126,7 +180,28 @@ class SubmissionPlugin:
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item):
         entry = self.entries.get(_submission_of(item))
-        torch.manual_seed(0)
+        client = entry.client if entry is not None else None
+        started = self._start_clocks(item, entry)
+        try:
+            return (yield)
+        except WorkerTimeout as exc:
+            if not exc.starved:
+                raise
+            # The machine, not the code, was slow: try once more on a fresh worker, and say so.
+            self._notes[item.nodeid] = (f"retried once on a fresh worker: the first try ran out of time while the "
+                                        f"machine was busy (its worker got {exc.cpu_s:.1f} s of CPU in "
+                                        f"{exc.wall_s:.0f} s)")
+            self._start_clocks(item, entry)
+            return item.runtest()
+        finally:
+            if entry is not None:
+                entry.spent_s += time.monotonic() - started
+            if client is not None:
+                client.deadline = None
+
+    def _start_clocks(self, item: pytest.Item, entry: SubmissionEntry | None) -> float:
+        """Seed the test and start its deadline, and the submission's budget, on the worker's client."""
+        setup(seed=0)
         limit = _marker_arg(item, "timeout", self.test_timeout_s)
         started = time.monotonic()
         client = entry.client if entry is not None else None
@@ -135,13 +210,7 @@ class SubmissionPlugin:
             client.timeout_reason = f"this test's time limit of {limit:.0f} s"
             if entry.budget_s is not None:
                 client.budget_deadline = started + max(0.0, entry.budget_s - entry.spent_s)
-        try:
-            return (yield)
-        finally:
-            if entry is not None:
-                entry.spent_s += time.monotonic() - started
-            if client is not None:
-                client.deadline = None
+        return started
 
     # -- results ------------------------------------------------------------------------
     @pytest.hookimpl(wrapper=True)
@@ -162,14 +231,24 @@ class SubmissionPlugin:
             description=doc[0] if doc else item.originalname.replace("_", " "),
             points=float(_marker_arg(item, "points", 1.0)), kind=str(_marker_arg(item, "kind", "value")),
             visibility=str(_marker_arg(item, "visibility", self.default_visibility)),
-            passed=report.passed, message=message, duration=report.duration))
+            passed=report.passed, message=message, duration=report.duration,
+            note=self._notes.get(item.nodeid, "")))
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        torch.set_num_threads(self._threads_before)  # a notebook's kernel gets its own setting back
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         for entry in self.entries.values():
             if entry.client is not None:
                 entry.client.kill()
-        if self.pool is not None:
-            self.pool.close()
+        for pool in self.pools:
+            pool.close()
+
+
+def _kind_rank(item: pytest.Item) -> int:
+    """Shape tests are the cheapest, then value, grad and convergence tests."""
+    kind = str(_marker_arg(item, "kind", "value"))
+    return KINDS.index(kind) if kind in KINDS else len(KINDS)
 
 
 def describe_failure(excinfo: pytest.ExceptionInfo | None) -> str:
@@ -237,26 +316,60 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 def plugin_from_config(config: dict) -> SubmissionPlugin:
-    """Build the plugin for sandboxed workers; their imports start now, during collection."""
-    from autograder.sandbox.launch import Limits, WorkerSpec, ZygotePool
+    """Build the plugin for a grading run: a sandbox recipe and a pool of workers per week (their
+    imports start now, during collection); trusted code for the in-process transport, if any."""
+    from autograder.sandbox.pool import ZygotePool
+    from autograder.sandbox.spec import Limits, WorkerSpec
     from autograder.testing.remote import RemoteSubmission, WorkerClient
 
     limits = Limits(**config.get("limits", {}))
     entries = []
-    pool = None
-    for item in config["submissions"]:
-        spec = WorkerSpec(module_path=Path(item["module_path"]), week=config.get("week", "this week"),
-                          helper_dirs=[Path(p) for p in config.get("helper_dirs", [])],
-                          forbidden=config.get("forbidden", []),
-                          denied_paths=[Path(p) for p in config.get("denied_paths", []) + item.get("denied_paths", [])],
-                          limits=limits, sandbox=config.get("sandbox", "auto"), **config.get("docker", {}))
-        # one sandbox recipe per run (week, helpers, forbidden APIs); a spare only for batches
-        pool = pool or ZygotePool(spec, spare=len(config["submissions"]) > 1)
-        client = WorkerClient(spec, import_timeout=config.get("import_timeout_s", 60.0), pool=pool)
-        parts = item.get("forbidden_parts", {})
-        entries.append(SubmissionEntry(name=item["name"], only=item.get("only"),
-                                       budget_s=config.get("submission_timeout_s"), client=client,
-                                       factory=lambda c=client, p=parts: RemoteSubmission(c, p)))
-    plugin = SubmissionPlugin(entries, test_timeout_s=config.get("test_timeout_s", 60.0), pool=pool)
+    count = sum(len(suite["submissions"]) for suite in config["suites"])
+    for suite in config["suites"]:
+        folder = Path(suite["dir"]).resolve()
+        pool = None
+        for item in suite["submissions"]:
+            spec = WorkerSpec(module_path=Path(item["module_path"]), week=suite["week"],
+                              helper_dirs=[Path(p) for p in suite.get("helper_dirs", [])],
+                              forbidden=suite.get("forbidden", []),
+                              denied_paths=[Path(p) for p in config.get("denied_paths", []) + item.get("denied_paths", [])],
+                              limits=limits, sandbox=config.get("sandbox", "auto"), **config.get("docker", {}))
+            # one sandbox recipe per week (helpers, forbidden APIs); a spare only for batches
+            pool = pool or ZygotePool(spec, spare=count > 1)
+            client = WorkerClient(spec, import_timeout=config.get("import_timeout_s", 60.0), pool=pool)
+            parts = item.get("forbidden_parts", {})
+            entries.append(SubmissionEntry(
+                name=entry_key(suite["week"], item["name"]), only=item.get("only"), suite=folder, pool=pool,
+                until_caught=bool(item.get("only")) and bool(config.get("until_caught")), budget_s=config.get("submission_timeout_s"),
+                client=client, factory=lambda c=client, p=parts: RemoteSubmission(c, p)))
+        for item in suite.get("in_process", []):
+            entries.append(SubmissionEntry(
+                name=entry_key(suite["week"], item["name"]), only=item.get("only"), suite=folder,
+                skip_kinds=tuple(item.get("skip_kinds", ())), factory=_trusted_module(Path(item["module_path"]))))
+    plugin = SubmissionPlugin(entries, test_timeout_s=config.get("test_timeout_s", 60.0))
     plugin.progress_path = config.get("progress_path")
     return plugin
+
+
+def entry_key(week: str, name: str) -> str:
+    """How a grading run names a submission: unique across the weeks of one run."""
+    return f"{week}::{name}"
+
+
+def split_key(key: str) -> tuple[str, str]:
+    week, _, name = key.partition("::")
+    return week, name
+
+
+def _trusted_module(path: Path) -> Callable[[], Any]:
+    """Trusted code (an answer key) loaded into this process, for the in-process transport."""
+    def load() -> Any:
+        from autograder.submission.notebook import extract_module
+        from autograder.testing.in_process import InProcessSubmission
+
+        source = extract_module(path).source
+        namespace: dict = {"__name__": "submission"}
+        exec(compile(source, str(path), "exec"), namespace)
+        return InProcessSubmission(namespace)
+
+    return load

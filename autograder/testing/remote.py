@@ -14,12 +14,17 @@ from typing import Any, Callable
 import torch
 
 from autograder.sandbox import wire
-from autograder.sandbox.launch import OutputTail, WorkerSpec, Zygote, ZygotePool
+from autograder.sandbox.host import OutputTail, WorkerHost
+from autograder.sandbox.pool import ZygotePool
+from autograder.sandbox.spec import WorkerSpec
 from autograder.testing.errors import (BudgetExhausted, ImportFailed, StudentCodeError, SubmissionError,
                                        WorkerCrashed, WorkerTimeout, student_error)
 from autograder.testing.submission import VJP, Submission, as_cotangent_list
 
 MAX_REPLY_BYTES = 2 << 30
+# A worker that got less than this share of one core while a deadline ran out was starved by a
+# busy machine, not slow: an endless loop or heavy work keeps its one thread near 100%.
+STARVED_CPU_SHARE = 0.5
 
 
 class _ModuleRef:
@@ -35,7 +40,7 @@ class WorkerClient:
         self.spec = spec
         self.import_timeout = import_timeout
         self.pool = pool or ZygotePool(spec)
-        self.zygote: Zygote | None = None
+        self.zygote: WorkerHost | None = None
         self.child_output: OutputTail | None = None
         self.data: socket.socket | None = None
         self.generation = 0
@@ -46,6 +51,7 @@ class WorkerClient:
         self.timeout_reason = "the time limit for this test"
         self._ready = False
         self._outputs: list[str] = []
+        self._clock: tuple[float, float | None] = (time.monotonic(), None)
         self.device = ""  # what the student's code could use, as the worker saw it
 
     # -- lifecycle ------------------------------------------------------------------
@@ -142,6 +148,7 @@ class WorkerClient:
     # -- requests -------------------------------------------------------------------
     def request(self, op: str, *args: Any) -> Any:
         self.ensure_ready()
+        self._clock = (time.monotonic(), self.zygote.cpu_seconds() if self.zygote is not None else None)
         blobs: list[bytes] = []
         message = {"op": op, "args": wire.encode(list(args), blobs, self._ref)}
         try:
@@ -170,15 +177,25 @@ class WorkerClient:
             return wire.decode(message, blobs, self._from_handle)
         except TimeoutError:
             budget = self.budget_deadline is not None and time.monotonic() >= self.budget_deadline - 0.01
+            cpu, wall = self._cpu_since_request()
             self.kill()
             what = "the submission's total time limit" if budget else self.timeout_reason
+            starved = not budget and cpu is not None and cpu < STARVED_CPU_SHARE * wall
             raise WorkerTimeout(f"your code did not finish within {what}; it was stopped "
-                                "(look for an endless loop or far too much work)") from None
+                                "(look for an endless loop or far too much work)",
+                                starved=starved, cpu_s=cpu, wall_s=wall) from None
         except (EOFError, OSError):
             self._crashed()
         except wire.WireError as exc:
             self.kill()
             raise WorkerCrashed(f"the worker sent an invalid reply ({exc})") from None
+
+    def _cpu_since_request(self) -> tuple[float | None, float]:
+        """CPU seconds the worker used since the last request was sent, and the wall seconds."""
+        started, cpu_before = self._clock
+        now = self.zygote.cpu_seconds() if self.zygote is not None else None
+        cpu = None if now is None or cpu_before is None else max(0.0, now - cpu_before)
+        return cpu, time.monotonic() - started
 
     def _crashed(self) -> None:
         zygote = self.zygote
@@ -278,6 +295,8 @@ class RemoteObject:
 
 
 class RemoteSubmission(Submission):
+    transport = "remote"
+
     def __init__(self, client: WorkerClient, forbidden_parts: dict[str, str] | None = None):
         super().__init__(forbidden_parts)
         self._client = client

@@ -10,7 +10,8 @@ classes); this package configures it for the course's layout, turns its failures
 from autograder.workflow.collect import Collected, collect_week
 from autograder.workflow.feedback import feedback_week
 from autograder.workflow.late import apply_late_policy
-from autograder.workflow.nbconfig import COURSE_WORK, instructor_config, student_config
+from autograder.layout import COURSE_WORK
+from autograder.workflow.nbconfig import instructor_config, student_config
 from autograder.workflow.release import due_weeks, release_week
 from autograder.workflow.settings import WorkflowError, WorkflowSettings
 from autograder.workflow.student import fetch_feedback_week, fetch_week, submit_week

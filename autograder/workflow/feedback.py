@@ -30,8 +30,10 @@ from pathlib import Path
 import nbformat
 
 from autograder.config import Course
+from autograder.layout import CoursePaths
+from autograder.pipeline.week_info import read_week_info
 from autograder.workflow.exchange import check_result
-from autograder.workflow.nbconfig import COURSE_WORK, instructor_config, submitted_folder
+from autograder.workflow.nbconfig import instructor_config, submitted_folder
 from autograder.workflow.settings import WorkflowError, WorkflowSettings
 
 SUBMISSION_FILES = ("timestamp.txt", "submission_secret.txt")
@@ -72,7 +74,7 @@ def feedback_week(course: Course, root: Path, week_id: str, settings: WorkflowSe
         graded = [s for s in graded if s in students]
     if not graded:
         raise WorkflowError(f"no autograded submissions of {week_id}: run `course autograde {week_id}` first")
-    info = json.loads((root / "release" / week_id / "week.json").read_text())
+    info = read_week_info(CoursePaths(root).release(week_id))
     put_venv_on_path()
     config = feedback_config(root, settings)
     api = NbGraderAPI(config=config)
@@ -80,7 +82,7 @@ def feedback_week(course: Course, root: Path, week_id: str, settings: WorkflowSe
     for student in graded:
         notebook = write_feedback_notebook(root, week_id, week.title, student, info, config)
         check_result(api.generate_feedback(week_id, student, force=True), f"feedback for {student}")
-        html = root / COURSE_WORK / "feedback" / student / week_id / f"{notebook.stem}.html"
+        html = CoursePaths(root).work("feedback") / student / week_id / f"{notebook.stem}.html"
         if release:
             check_result(api.release_feedback(week_id, student), f"releasing feedback for {student}")
         done.append(Feedback(student, html, ""))
@@ -88,16 +90,16 @@ def feedback_week(course: Course, root: Path, week_id: str, settings: WorkflowSe
 
 
 def _autograded_students(root: Path, week_id: str) -> list[str]:
-    return sorted(p.parent.parent.name for p in (root / COURSE_WORK / "autograded").glob(f"*/{week_id}/results.json")
+    return sorted(p.parent.parent.name for p in CoursePaths(root).work("autograded").glob(f"*/{week_id}/results.json")
                   if (submitted_folder(root) / p.parent.parent.name / week_id / "timestamp.txt").is_file())
 
 
 def write_feedback_notebook(root: Path, week_id: str, title: str, student: str, info: dict, config) -> Path:
     """The notebook nbgrader's generate_feedback renders, in `.course-work/autograded/`."""
     submitted = submitted_folder(root) / student / week_id
-    target = Path(root) / COURSE_WORK / "autograded" / student / week_id
+    target = CoursePaths(Path(root)).work("autograded") / student / week_id
     results = json.loads((target / "results.json").read_text())
-    notebook, problem = _base_notebook(submitted, Path(root) / "release" / week_id / info["notebook"])
+    notebook, problem = _base_notebook(submitted, CoursePaths(Path(root)).release(week_id) / info["notebook"])
     notebook = _restore_locked_cells(notebook, week_id, info["notebook"], student, config)
     _annotate(notebook, results, info.get("parts", []), title, problem)
     path = target / info["notebook"]
@@ -135,7 +137,7 @@ def _restore_locked_cells(notebook, week_id: str, notebook_name: str, student: s
 
 
 def _annotate(notebook, results: dict, parts: list[str], title: str, problem: str) -> None:
-    from gradebook.store import PART_PREFIX, part_of
+    from gradebook.parts import PART_PREFIX, part_of
 
     tests = results.get("tests", [])
     by_part: dict[str, list[dict]] = {}

@@ -6,6 +6,7 @@ import datetime as dt
 import math
 
 from autograder.workflow.settings import WorkflowSettings
+from gradebook.durations import describe_duration
 
 DAY = dt.timedelta(days=1)
 
@@ -21,6 +22,10 @@ def apply_late_policy(score: float, max_score: float, late_by: dt.timedelta,
     if days == 0:
         return score, "Submitted on time."
     late = f"Submitted {describe_duration(late_by)} late"
+    window = settings.late_window_days
+    if window is not None and late_by > window * DAY:
+        return 0.0, (f"{late}, after the late window of {window:g} days had closed (a later week may have given "
+                     f"away the solution), so it scores 0 (it would have scored {score:g}/{max_score:g}).")
     if settings.late_policy == "none":
         return score, f"{late}; this course does not penalise late work, so the score stands."
     if settings.late_policy == "zero":
@@ -30,16 +35,3 @@ def apply_late_policy(score: float, max_score: float, late_by: dt.timedelta,
     return adjusted, (f"{late} ({days} started day{'s' if days > 1 else ''}); "
                       f"{settings.penalty_per_day:.0%} of {max_score:g} points off per started day, {penalty:g} in all, "
                       f"so {score:g} becomes {adjusted:g}.")
-
-
-def describe_duration(late_by: dt.timedelta) -> str:
-    """'2 days 3 h', '4 h 12 min', '5 min', '1 s': how late, in words."""
-    seconds = int(late_by.total_seconds())
-    days, seconds = divmod(seconds, 86400)
-    hours, seconds = divmod(seconds, 3600)
-    minutes, seconds = divmod(seconds, 60)
-    if days:
-        return f"{days} day{'s' if days > 1 else ''} {hours} h"
-    if hours:
-        return f"{hours} h {minutes} min"
-    return f"{minutes} min" if minutes else f"{max(seconds, 1)} s"

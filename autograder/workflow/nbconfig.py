@@ -1,14 +1,6 @@
 """nbgrader configurations: the instructor's course folder and a student's work folder.
 
-Instructor layout (under the course root):
-
-    build/source/<week>/          nbgrader's source (the answer key), filled by the build
-    release/<week>/               the student version, committed, what gets released
-    .course-work/submitted/<student>/<week>/    collected submissions (gitignored)
-    .course-work/autograded/...   .course-work/feedback/...   .course-work/solution/...
-    gradebook/gradebook.db        nbgrader's gradebook
-
-nbgrader joins `root / step / student / assignment`, so a step may itself be a relative
+The instructor's folders are the course's layout (autograder.layout). nbgrader joins `root / step / student / assignment`, so a step may itself be a relative
 path; that is how the working folders live under `.course-work/`.
 """
 
@@ -18,19 +10,17 @@ from pathlib import Path
 
 from traitlets.config import Config
 
+from autograder.layout import COURSE_WORK, RELEASE_DIRECTORY, SOURCE_DIRECTORY, CoursePaths
 from autograder.workflow.settings import WorkflowSettings
 
-COURSE_WORK = ".course-work"
-SOURCE_DIRECTORY = "build/source"
-RELEASE_DIRECTORY = "release"
 
 
 def gradebook_url(root: Path) -> str:
-    return f"sqlite:///{Path(root).resolve() / 'gradebook' / 'gradebook.db'}"
+    return f"sqlite:///{CoursePaths(Path(root).resolve()).gradebook_db}"
 
 
 def submitted_folder(root: Path) -> Path:
-    return Path(root).resolve() / COURSE_WORK / "submitted"
+    return CoursePaths(Path(root).resolve()).work("submitted")
 
 
 def instructor_config(root: Path, settings: WorkflowSettings) -> Config:

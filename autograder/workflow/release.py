@@ -18,6 +18,19 @@ def due_weeks(course: Course, today: dt.date) -> list[str]:
     return [w.id for w in course.weeks if w.state == "ready" and w.release is not None and w.release <= today]
 
 
+def _check_gives(course: Course, week) -> None:
+    """A week that gives away another's solution waits until that week's late window has closed."""
+    for other in map(course.week, week.gives):
+        if other.due is None:
+            continue
+        opens = other.due + course.workflow.late_window()
+        if as_utc_naive(dt.datetime.now()) < as_utc_naive(opens):
+            raise WorkflowError(f"{week.id} gives away {other.id}'s solution (course.yaml weeks[{week.id}].gives), "
+                                f"so it cannot be released before {opens:%Y-%m-%d %H:%M}: {other.id} is due "
+                                f"{other.due:%Y-%m-%d %H:%M} and late work counts for "
+                                f"{course.workflow.late_window().days} days")
+
+
 def release_week(course: Course, root: Path, week_id: str, settings: WorkflowSettings,
                  force: bool = False) -> Path:
     """Build the week if needed, record it (with its due date) in the gradebook and release
@@ -27,12 +40,14 @@ def release_week(course: Course, root: Path, week_id: str, settings: WorkflowSet
     """
     from nbgrader.apps import NbGraderAPI
     from nbgrader.api import Gradebook
-    from autograder.pipeline.build import CoursePaths, put_venv_on_path, build_week
+    from autograder.layout import CoursePaths
+    from autograder.pipeline.build import build_week, put_venv_on_path
 
     week = course.week(week_id)
     if week.state != "ready":
         raise WorkflowError(f"week {week_id} is {week.state!r}, not 'ready'; set state: ready in course.yaml "
                             "once its reference, tests and release are done")
+    _check_gives(course, week)
     exchange = check_exchange(settings)
     root = Path(root).resolve()
     if not CoursePaths(root).release(week_id).is_dir():
@@ -44,7 +59,7 @@ def release_week(course: Course, root: Path, week_id: str, settings: WorkflowSet
     put_venv_on_path()
     config = instructor_config(root, settings)
     config.ExchangeReleaseAssignment.force = force
-    (root / "gradebook").mkdir(exist_ok=True)
+    CoursePaths(root).gradebook_db.parent.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:  # records the notebook and its part grade cells
         build_week(course, week_id, root, into=Path(tmp) / week_id, db_url=config.CourseDirectory.db_url)
     with Gradebook(config.CourseDirectory.db_url, settings.course_id) as gb:

@@ -19,6 +19,7 @@ class WorkflowSettings:
     exchange: Path = Path("/srv/nbgrader/exchange")
     late_policy: LatePolicy = "none"
     penalty_per_day: float = 0.1
+    late_window_days: float | None = None  # later than this, work scores 0 (None: no window)
 
     def __post_init__(self) -> None:
         if self.late_policy not in ("none", "zero", "per_day"):
@@ -34,4 +35,5 @@ def settings_from_course(course, exchange: str | Path | None = None) -> Workflow
     """The course's workflow block as settings; `exchange` overrides the folder (a flag, a test)."""
     block = course.workflow
     return WorkflowSettings(course_id=block.course_id, exchange=Path(exchange or block.exchange),
-                            late_policy=block.late_policy, penalty_per_day=block.penalty_per_day)
+                            late_policy=block.late_policy, penalty_per_day=block.penalty_per_day,
+                            late_window_days=block.late_window_days)

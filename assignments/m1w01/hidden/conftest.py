@@ -12,8 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-# Small models on a 2-core CPU: more threads than cores makes the training test 5x slower.
-torch.set_num_threads(1)
+from autograder.kit.data import digits
 
 
 @pytest.fixture(scope="session")
@@ -35,12 +34,4 @@ def m1w01_timm() -> types.SimpleNamespace:
 @pytest.fixture(scope="session")
 def m1w01_digits() -> dict[str, torch.Tensor]:
     """scikit-learn's 8x8 digits in [0, 1], [n, 1, 8, 8]; a fixed split of 1297 train / 500 test."""
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    images = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0
-    labels = torch.tensor(digits.target, dtype=torch.long)
-    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))
-    train, test = order[:-500], order[-500:]
-    return {"x_train": images[train], "y_train": labels[train],
-            "x_test": images[test], "y_test": labels[test]}
+    return digits().as_dict()

@@ -14,42 +14,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from autograder.testing import assert_close, assert_shape, randomize
+from autograder.kit import F64_VS_TRUSTED, assert_close, assert_shape, check_names, load_same_weights, randn, randomize
 
 # float64 against timm: measured max |difference| ~4e-16 for the whole model.
-F64 = {"atol": 1e-9, "rtol": 1e-7}
+F64 = F64_VS_TRUSTED.kwargs()
 
 
 # -- trusted-side helpers -------------------------------------------------------------------
-def randn(*shape, seed, scale=1.0, dtype=torch.float64):
-    g = torch.Generator().manual_seed(seed)
-    return (scale * torch.randn(*shape, generator=g, dtype=torch.float64)).to(dtype)
-
-
-def check_names(student_state, trusted_state, what):
-    """The student's state dict has exactly the trusted module's names and shapes."""
-    missing = [k for k in trusted_state if k not in student_state]
-    extra = [k for k in student_state if k not in trusted_state]
-    assert not missing and not extra, (
-        f"the parameter names of your {what} differ from timm's: missing {missing[:6]}, "
-        f"unexpected {extra[:6]} (names must match so that timm's weights can be loaded)")
-    for key, value in trusted_state.items():
-        assert_shape(student_state[key], tuple(value.shape), what=f"{what} parameter `{key}`")
-
-
-def load_same_weights(student, trusted, what, double=True):
-    """Put the trusted module's weights into the student's module; both in eval mode."""
-    trusted.eval()
-    if double:
-        trusted.double()
-        student.double()
-    state = trusted.state_dict()
-    check_names(student.state_dict(), state, what)
-    student.load_state_dict(state, strict=True)
-    student.eval()
-    return student
-
-
 def timm_vit(m1w01_timm, cfg, seed=1):
     torch.manual_seed(seed)
     return randomize(m1w01_timm.VisionTransformer(**cfg), seed)

@@ -11,8 +11,7 @@ from functools import partial
 import pytest
 import torch
 
-# Small models on a 2-core CPU: more threads than cores makes the training tests several times slower.
-torch.set_num_threads(1)
+from autograder.kit.data import digits
 
 
 @pytest.fixture(scope="session")
@@ -52,12 +51,4 @@ def m1w02_timm() -> types.SimpleNamespace:
 @pytest.fixture(scope="session")
 def m1w02_digits() -> dict[str, torch.Tensor]:
     """scikit-learn's 8x8 digits in [0, 1], [n, 1, 8, 8]; a fixed split of 1297 train / 500 test."""
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    images = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0
-    labels = torch.tensor(digits.target, dtype=torch.long)
-    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))
-    train, test = order[:-500], order[-500:]
-    return {"x_train": images[train], "y_train": labels[train],
-            "x_test": images[test], "y_test": labels[test]}
+    return digits().as_dict()

@@ -15,85 +15,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from autograder.testing import assert_close, assert_shape
+from autograder.kit import F64_VS_TRUSTED, assert_close, assert_shape, check_names, load_same_weights, randn, randomize
+from autograder.kit.gradients import assert_grads_close, trusted_grads
 
 # float64 against timm: measured max |difference| 0 to 5e-15 for every module of the week.
-F64 = {"atol": 1e-9, "rtol": 1e-7}
+F64 = F64_VS_TRUSTED.kwargs()
 
 
 # -- trusted-side helpers -------------------------------------------------------------------
-def randn(*shape, seed, scale=1.0, dtype=torch.float64):
-    g = torch.Generator().manual_seed(seed)
-    return (scale * torch.randn(*shape, generator=g, dtype=torch.float64)).to(dtype)
-
-
-def randomize(module, seed):
-    """Give every parameter and BatchNorm statistic a random, non-trivial value (timm's init has
-    zero biases, unit norms and a near-zero relative position bias, which would hide bugs)."""
-    g = torch.Generator().manual_seed(seed)
-
-    def noise(t):
-        return torch.randn(t.shape, generator=g, dtype=torch.float64).to(t.dtype)
-
-    with torch.no_grad():
-        for name, p in module.named_parameters():
-            if name.endswith(("cls_token", "dist_token", "pos_embed", "relative_position_bias_table")):
-                p.copy_(0.5 * noise(p))
-            elif p.dim() >= 2:
-                p.copy_(noise(p) / math.sqrt(p[0].numel()))
-            elif "norm" in name and name.endswith("weight"):
-                p.copy_(1.0 + 0.2 * noise(p))
-            else:
-                p.copy_(0.2 * noise(p))
-        for name, b in module.named_buffers():
-            if name.endswith("running_mean"):
-                b.copy_(0.3 * noise(b))
-            elif name.endswith("running_var"):
-                b.copy_(torch.rand(b.shape, generator=g, dtype=torch.float64).to(b.dtype) + 0.5)
-    return module
-
-
-def check_names(student_state, trusted_state, what, renamed=""):
-    """The student's state dict has exactly the trusted module's names and shapes."""
-    missing = [k for k in trusted_state if k not in student_state]
-    extra = [k for k in student_state if k not in trusted_state]
-    hint = ""
-    if any(k.endswith(("relative_position_index", "attn_mask")) for k in extra):
-        hint = " (register derived buffers such as the index or the mask with persistent=False)"
-    assert not missing and not extra, (
-        f"the parameter names of your {what} differ from timm's{renamed}: missing {missing[:6]}, "
-        f"unexpected {extra[:6]}{hint} (names must match so that timm's weights can be loaded)")
-    for key, value in trusted_state.items():
-        assert_shape(student_state[key], tuple(value.shape), what=f"{what} entry `{key}`")
-
-
-def load_same_weights(student, trusted, what, state=None, double=True):
-    """Put the trusted module's weights into the student's module; both in eval mode."""
-    trusted.eval()
-    if double:
-        trusted.double()
-        student.double()
-    state = trusted.state_dict() if state is None else state
-    check_names(student.state_dict(), state, what)
-    student.load_state_dict(state, strict=True)
-    student.eval()
-    return student
-
-
-def grads_of(trusted, x, cot, **kwargs):
-    """Gradients of sum(trusted(x) * cot) for the input and every parameter, on the trusted side."""
-    trusted.zero_grad()
-    xt = x.clone().requires_grad_(True)
-    (trusted(xt, **kwargs) * cot).sum().backward()
-    return xt.grad, {name: p.grad for name, p in trusted.named_parameters()}
-
-
-def compare_grads(got, want, what):
-    for name, expected in want.items():
-        assert got.get(name) is not None, f"parameter `{name}` of your {what} gets no gradient: is it used in forward?"
-        assert_close(got[name], expected, what=f"gradient of `{name}` in your {what}", **F64)
-
-
 def swin_state(trusted):
     """timm's one-stage SwinTransformer state dict under the notebook's names."""
     return {k.replace("layers.0.blocks.", "blocks.").replace("head.fc.", "head."): v
@@ -260,11 +189,11 @@ def test_window_attention_param_grads_match_timm(sub, m1w02_timm):
     trusted = randomize(m1w02_timm.WindowAttention(**cfg), seed=1)
     student = load_same_weights(sub.WindowAttention(**cfg), trusted, "WindowAttention")
     x, cot = randn(8, 16, 16, seed=0), randn(8, 16, 16, seed=1)
-    x_grad, want = grads_of(trusted, x, cot, mask=mask)
+    x_grad, want = trusted_grads(trusted, x, cot, mask=mask)
     result = sub.vjp(student, x, cotangents=cot, mask=mask)
     assert result.inputs and result.inputs[0] is not None, "the output of WindowAttention does not depend on its input"
     assert_close(result.inputs[0], x_grad, what="gradient of WindowAttention with respect to its input", **F64)
-    compare_grads(result.params, want, "WindowAttention")
+    assert_grads_close(result.params, want, "WindowAttention")
 
 
 # == shifted-window mask (part 5) ============================================================
@@ -345,11 +274,11 @@ def test_swin_block_grads_match_timm(sub, m1w02_timm):
     trusted = randomize(m1w02_timm.SwinTransformerBlock(**cfg), seed=2)
     student = load_same_weights(sub.SwinTransformerBlock(**cfg), trusted, "SwinTransformerBlock")
     x, cot = randn(2, 8, 8, 16, seed=0), randn(2, 8, 8, 16, seed=1)
-    x_grad, want = grads_of(trusted, x, cot)
+    x_grad, want = trusted_grads(trusted, x, cot)
     result = sub.vjp(student, x, cotangents=cot)
     assert result.inputs and result.inputs[0] is not None, "the block's output does not depend on its input"
     assert_close(result.inputs[0], x_grad, what="gradient of the block with respect to its input", **F64)
-    compare_grads(result.params, want, "SwinTransformerBlock")
+    assert_grads_close(result.params, want, "SwinTransformerBlock")
 
 
 # == Swin classifier (part 7) ================================================================
@@ -470,10 +399,10 @@ def test_mbconv_param_grads_match_timm(sub, m1w02_timm):
     trusted.train()
     student.train()
     x, cot = randn(2, 8, 8, 8, seed=0), randn(2, 16, 4, 4, seed=1)
-    x_grad, want = grads_of(trusted, x, cot)
+    x_grad, want = trusted_grads(trusted, x, cot)
     result = sub.vjp(student, x, cotangents=cot)
     assert_close(result.inputs[0], x_grad, what="gradient of MBConv with respect to its input", **F64)
-    compare_grads(result.params, want, "MBConv")
+    assert_grads_close(result.params, want, "MBConv")
 
 
 # == relative attention (part 10) ============================================================
@@ -552,10 +481,10 @@ def test_relative_attention_param_grads_match_timm(sub, m1w02_timm):
     trusted = randomize(m1w02_timm.RelativeAttention2d(**REL_CFG), seed=2)
     student = load_same_weights(sub.RelativeAttention2d(**REL_CFG), trusted, "RelativeAttention2d")
     x, cot = randn(2, 16, 3, 4, seed=0), randn(2, 16, 3, 4, seed=1)
-    x_grad, want = grads_of(trusted, x, cot)
+    x_grad, want = trusted_grads(trusted, x, cot)
     result = sub.vjp(student, x, cotangents=cot)
     assert_close(result.inputs[0], x_grad, what="gradient of RelativeAttention2d with respect to its input", **F64)
-    compare_grads(result.params, want, "RelativeAttention2d")
+    assert_grads_close(result.params, want, "RelativeAttention2d")
 
 
 # == DeiT (part 11) ==========================================================================
@@ -619,8 +548,8 @@ def test_deit_param_grads_match_timm(sub, m1w02_timm):
     trusted = timm_deit(m1w02_timm, seed=2)
     student = load_same_weights(sub.DistilledVisionTransformer(**DEIT_CFG), trusted, "DistilledVisionTransformer")
     x, cot = randn(2, 2, 12, 12, seed=0), randn(2, 5, seed=1)
-    _, want = grads_of(trusted, x, cot)
-    compare_grads(sub.vjp(student, x, cotangents=cot).params, want, "DistilledVisionTransformer")
+    _, want = trusted_grads(trusted, x, cot)
+    assert_grads_close(sub.vjp(student, x, cotangents=cot).params, want, "DistilledVisionTransformer")
 
 
 # == the distillation loss (part 12) =========================================================

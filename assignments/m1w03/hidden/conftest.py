@@ -17,8 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# Small models on a 2-core CPU: more threads than cores makes the training tests several times slower.
-torch.set_num_threads(1)
+from autograder.kit import randomize
+from autograder.kit.data import digits
+
 
 EPS_NORM_PIX = 1e-6   # MAE's norm_pix_loss: (t - mean) / sqrt(var + 1e-6)
 EPS_SIMMIM = 1e-5     # SimMIM: / (masked pixels + 1e-5)
@@ -222,22 +223,9 @@ class RefSimMIM(nn.Module):
         return loss, pred, mask
 
 
-def randomize(module: nn.Module, seed: int) -> nn.Module:
-    """Every parameter a random, non-trivial float64 value (zero biases would hide bugs)."""
-    g = torch.Generator().manual_seed(seed)
-    module.double()
-    with torch.no_grad():
-        for name, p in module.named_parameters():
-            noise = torch.randn(p.shape, generator=g, dtype=torch.float64)
-            if name.endswith(("pos_embed", "mask_token")):
-                p.copy_(0.5 * noise)
-            elif p.dim() >= 2:
-                p.copy_(noise / math.sqrt(p.shape[-1]))
-            elif "norm" in name and name.endswith("weight"):
-                p.copy_(1.0 + 0.2 * noise)
-            else:
-                p.copy_(0.2 * noise)
-    return module.eval()
+def randomize_f64(module: nn.Module, seed: int) -> nn.Module:
+    """The trusted module in float64 and eval mode, with the kit's random, non-trivial weights."""
+    return randomize(module.double(), seed).eval()
 
 
 @pytest.fixture(scope="session")
@@ -248,14 +236,10 @@ def m1w03_ref() -> types.SimpleNamespace:
         mask=ref_mask, keep_order_from_restore=keep_order_from_restore, noise=noise_for,
         mae_loss=ref_mae_loss, pixel_mask=pixel_mask, simmim_loss=ref_simmim_loss,
         Encoder=RefEncoder, Decoder=RefDecoder, MAE=RefMAE, SimMIM=RefSimMIM,
-        randomize=randomize, make_identity=make_identity)
+        randomize=randomize_f64, make_identity=make_identity)
 
 
 @pytest.fixture(scope="session")
 def m1w03_digits() -> dict[str, torch.Tensor]:
     """scikit-learn's 8x8 digits in [0, 1], [n, 1, 8, 8]: the notebook's split, 1297 train / 500 test."""
-    from sklearn.datasets import load_digits
-
-    images = torch.tensor(load_digits().images, dtype=torch.float32).unsqueeze(1) / 16.0
-    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))
-    return {"x_train": images[order[:-500]], "x_test": images[order[-500:]]}
+    return digits().as_dict()

@@ -18,38 +18,12 @@ import math
 import pytest
 import torch
 
-from autograder.testing import assert_close, assert_shape
+from autograder.kit import assert_close, assert_shape, check_names, load_same_weights, randn
 
 # float64 against the trusted implementations: measured max |difference| ~2e-15.
 F64 = {"atol": 1e-9, "rtol": 1e-7}
 # Pure rearrangements and index operations: exact.
 EXACT = {"atol": 0.0, "rtol": 0.0}
-
-
-def randn(*shape, seed, scale=1.0, dtype=torch.float64):
-    g = torch.Generator().manual_seed(seed)
-    return (scale * torch.randn(*shape, generator=g, dtype=torch.float64)).to(dtype)
-
-
-def check_names(student_state, trusted_state, what):
-    """The student's state dict has exactly the trusted module's names and shapes."""
-    missing = sorted(k for k in trusted_state if k not in student_state)
-    extra = sorted(k for k in student_state if k not in trusted_state)
-    assert not missing and not extra, (
-        f"the parameter names of your {what} differ from the notebook's contract: missing {missing[:6]}, "
-        f"unexpected {extra[:6]}")
-    for key, value in trusted_state.items():
-        assert_shape(student_state[key], tuple(value.shape), what=f"{what} parameter `{key}`")
-
-
-def load_same_weights(student, trusted, what):
-    """Put the trusted (float64) module's weights into the student's module; both in eval mode."""
-    student.double()
-    state = trusted.state_dict()
-    check_names(student.state_dict(), state, what)
-    student.load_state_dict(state, strict=True)
-    student.eval()
-    return student
 
 
 def check_mask(mask, expected, what="the mask"):

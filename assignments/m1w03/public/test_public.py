@@ -12,7 +12,7 @@ import math
 import pytest
 import torch
 
-from autograder.testing import assert_close, assert_shape
+from autograder.kit import assert_close, assert_shape
 
 pytestmark = [pytest.mark.visibility("visible")]
 

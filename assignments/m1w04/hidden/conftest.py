@@ -9,8 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-# Small models on a 2-core CPU: more threads than cores makes the training runs several times slower.
-torch.set_num_threads(1)
+from autograder.kit.data import digits
 
 
 @pytest.fixture(scope="session")
@@ -24,13 +23,9 @@ def m1w04_vit():
 @pytest.fixture(scope="session")
 def m1w04_digits() -> dict[str, torch.Tensor]:
     """scikit-learn's 8x8 digits in [0, 1], [n, 1, 8, 8]; a fixed split of 1297 train / 500 test."""
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    images = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0
-    labels = torch.tensor(digits.target, dtype=torch.long)
-    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))
-    train, test = order[:-500], order[-500:]
+    split = digits()
+    images, labels = torch.cat([split.x_train, split.x_test]), torch.cat([split.y_train, split.y_test])
+    train, test = torch.arange(len(split.x_train)), torch.arange(len(split.x_train), len(images))
     return {"images": images, "train": train, "test": test, "labels": labels}
 
 

@@ -16,17 +16,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from autograder.testing import assert_close, assert_shape, randomize
+from autograder.kit import assert_close, assert_shape, randn, randomize
 
 F64 = {"atol": 1e-10, "rtol": 1e-8}  # float64: valid orders of operations differ by ~1e-15
 
 
 # -- trusted-side helpers -------------------------------------------------------------------
-def randn(*shape, seed, scale=1.0, dtype=torch.float64):
-    g = torch.Generator().manual_seed(seed)
-    return (scale * torch.randn(*shape, generator=g, dtype=torch.float64)).to(dtype)
-
-
 def random_attention(*shape, seed, sharpness=1.5):
     """Row-stochastic [..., N, N] attention from random logits (no ties, not symmetric)."""
     return (sharpness * randn(*shape, seed=seed)).softmax(dim=-1)

@@ -1,4 +1,4 @@
-"""The in-process transport (`LocalSubmission`) behind the `sub` fixture of self-checks."""
+"""The in-process transport (`InProcessSubmission`) behind the `sub` fixture of self-checks."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from torch import nn
 
 from autograder.testing.errors import (ForbiddenAPIUsed, MissingName, NotImplementedYet, StudentCodeError,
                                        SubmissionError)
-from autograder.testing.local import LocalSubmission
+from autograder.testing.in_process import InProcessSubmission
 from autograder.testing.submission import VJP, Submission
 
 
@@ -65,16 +65,16 @@ def namespace() -> dict:
 
 
 @pytest.fixture
-def sub(namespace) -> LocalSubmission:
-    return LocalSubmission(namespace, {"Evil": "`Evil` uses torch.nn.MultiheadAttention (line 3)",
+def sub(namespace) -> InProcessSubmission:
+    return InProcessSubmission(namespace, {"Evil": "`Evil` uses torch.nn.MultiheadAttention (line 3)",
                                        "Gone": "`Gone` relies on `Evil`"})
 
 
 # -- names -------------------------------------------------------------------------------------
 
-def test_is_a_submission_with_the_local_transport(sub):
+def test_is_a_submission_with_the_in_process_transport(sub):
     assert isinstance(sub, Submission)
-    assert sub.transport == "local"
+    assert sub.transport == "in-process"
     assert sub.output() == ""
 
 
@@ -104,7 +104,7 @@ def test_module_object_as_namespace():
     module = types.ModuleType("student")
     module.value = 7
     module.double = lambda x: 2 * x
-    sub = LocalSubmission(module)
+    sub = InProcessSubmission(module)
     assert sub.has("value") and sub.value == 7 and sub.double(4) == 8
     with pytest.raises(MissingName):
         sub.missing
@@ -218,7 +218,7 @@ def test_vjp_of_a_bound_method_includes_the_owners_parameters(sub):
 
 
 def _unwrapped(guarded):
-    from autograder.testing.local import _unwrap
+    from autograder.testing.in_process import _unwrap
 
     return _unwrap(guarded)
 
@@ -333,7 +333,7 @@ def test_tensors_cross_as_the_wire_carries_them():
     exec("import torch\n"
          "def features(x):\n    return (x * 2).requires_grad_()\n"
          "def bump(x):\n    x.add_(1)\n    return {'out': [x]}\n", namespace)
-    sub = LocalSubmission(namespace)
+    sub = InProcessSubmission(namespace)
     y = sub.features(torch.ones(2))
     assert not y.requires_grad and y.grad_fn is None
     given = torch.zeros(2)

@@ -1,4 +1,4 @@
-"""Starting a worker inside the local sandbox.
+"""The local backend: a worker zygote on this machine, inside bubblewrap where it is installed.
 
 bubblewrap, where it is installed, gives the worker its own network (none), process
 and mount namespaces: it sees the Python installation, the engine package, the
@@ -17,52 +17,14 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import autograder
+from autograder.sandbox.host import OutputTail, WorkerHost
+from autograder.sandbox.spec import RUN_ENV, WorkerSpec
 
 SUBMISSION_DIR = "/submission"
 HELPERS_DIR = "/helpers"
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Resource limits for one worker; the defaults suit a 2-core laptop."""
-
-    memory_mb: int = 4096
-    cpu_seconds: int = 600
-    processes: int = 64
-    file_size_mb: int = 64
-    tmp_size_mb: int = 256
-
-    def rlimits(self, thread_baseline: int) -> dict[str, int]:
-        return {
-            "RLIMIT_DATA": self.memory_mb << 20,
-            "RLIMIT_CPU": self.cpu_seconds,
-            "RLIMIT_NPROC": thread_baseline + self.processes,
-            "RLIMIT_FSIZE": self.file_size_mb << 20,
-            "RLIMIT_CORE": 0,
-        }
-
-
-@dataclass
-class WorkerSpec:
-    """Everything needed to start a worker for one submission."""
-
-    module_path: Path
-    week: str = "this week"
-    helper_dirs: list[Path] = field(default_factory=list)
-    forbidden: list[str] = field(default_factory=list)
-    denied_paths: list[Path] = field(default_factory=list)
-    limits: Limits = field(default_factory=Limits)
-    sandbox: str = "auto"  # "auto", "bwrap", "none" or "docker"
-    threads: int = 1
-    image: str = "vitssl-grader:latest"   # the docker backend's image
-    run_id: str = ""                      # labels a grading run's containers, to remove them all
-    gpu: str = "prefer"                   # never | prefer | require (docker backend)
-    gpu_index: int = 0                    # which GPU, where there are several
 
 
 def bubblewrap_available() -> bool:
@@ -95,84 +57,7 @@ def resolve_sandbox(requested: str) -> str:
     return "none"
 
 
-class OutputTail:
-    """Drains a pipe in a thread, keeping the start and the end of what came through it."""
-
-    KEEP = 32 * 1024
-
-    def __init__(self, stream):
-        self._stream = stream
-        self._head, self._tail, self._dropped = bytearray(), bytearray(), 0
-        self._thread = threading.Thread(target=self._drain, daemon=True)
-        self._thread.start()
-
-    def _drain(self) -> None:
-        read = getattr(self._stream, "read1", self._stream.read)
-        try:
-            while chunk := read(65536):
-                if len(self._head) < self.KEEP:
-                    take = self.KEEP - len(self._head)
-                    self._head += chunk[:take]
-                    chunk = chunk[take:]
-                if chunk:
-                    self._tail += chunk
-                    if len(self._tail) > self.KEEP:
-                        self._dropped += len(self._tail) - self.KEEP
-                        del self._tail[: len(self._tail) - self.KEEP]
-        except (OSError, ValueError):
-            pass
-
-    def text(self) -> str:
-        out = self._head.decode(errors="replace")
-        if self._dropped:
-            out += f"\n... [{self._dropped} bytes of output cut] ...\n"
-        return out + self._tail.decode(errors="replace")
-
-    def close(self, wait: float = 2.0) -> None:
-        self._thread.join(timeout=wait)
-        try:
-            self._stream.close()
-        except OSError:
-            pass
-
-
-class ControlChannel:
-    """The trusted side's end of a zygote's control socket (`self.sock`): ask for a child,
-    hear how it ended. Shared by the local zygote and the container one."""
-
-    def spawn(self, spec: WorkerSpec) -> tuple[socket.socket, OutputTail]:
-        """Fork a child for this submission: its own socket, and its output."""
-        from autograder.sandbox import wire
-
-        wire.send(self.sock, wire.encode({"op": "spawn", "child": self.child_config(spec)}, []), [])
-        self.sock.settimeout(30)
-        try:
-            _, fds, _, _ = socket.recv_fds(self.sock, 16, 2)
-        finally:
-            self.sock.settimeout(None)
-        if len(fds) != 2:
-            for fd in fds:
-                os.close(fd)
-            raise EOFError("the worker did not start a child")
-        return socket.socket(fileno=fds[0]), OutputTail(os.fdopen(fds[1], "rb", buffering=0))
-
-    def child_exit_status(self, seconds: float) -> int | None:
-        """The zygote's report of its child's end: the exit code, or minus the signal."""
-        from autograder.sandbox import wire
-
-        self.sock.settimeout(seconds)
-        try:
-            message, blobs = wire.receive(self.sock)
-            message = wire.decode(message, blobs)
-        except (OSError, EOFError, wire.WireError):
-            return None
-        finally:
-            self.sock.settimeout(None)
-        code = message.get("child_exited") if isinstance(message, dict) else None
-        return code if isinstance(code, int) else None
-
-
-class Zygote(ControlChannel):
+class LocalZygote(WorkerHost):
     """A sandboxed process that has imported torch and forks one child per submission.
 
     Children run one at a time over the zygote's socket; `spawn` hands back a pipe with the
@@ -198,7 +83,7 @@ class Zygote(ControlChannel):
             command = self._bwrap_prefix() + command
         self.process = subprocess.Popen(
             command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            pass_fds=(child.fileno(),), env=_worker_env(), start_new_session=True, cwd="/tmp")
+            pass_fds=(child.fileno(),), env=_worker_env(spec.run_id), start_new_session=True, cwd="/tmp")
         child.close()
         self.boot_output = OutputTail(self.process.stdout)
         self.booted = False
@@ -243,6 +128,12 @@ class Zygote(ControlChannel):
         args += ["--chdir", "/tmp", "--setenv", "HOME", "/tmp", "--"]
         return args
 
+    def cpu_seconds(self) -> float | None:
+        return process_tree_cpu_seconds(self.process.pid)
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
     def wait_briefly(self, seconds: float = 2.0) -> int | None:
         """The exit status, once the process has ended on its own (None if it has not)."""
         try:
@@ -269,44 +160,25 @@ class Zygote(ControlChannel):
         self.boot_output.close()
 
 
-class ZygotePool:
-    """Booted zygotes for one grading run: idle ones are reused, one is kept booting ahead."""
-
-    def __init__(self, spec: WorkerSpec, spare: bool = True):
-        self.spec = spec
-        self.spare = spare  # keep one booting ahead: worth it only when more submissions follow
-        self._idle: list[Zygote] = []
-        self._all: list[Zygote] = []
-
-    def acquire(self) -> Zygote:
-        zygote = self._idle.pop() if self._idle else self._start()
-        return zygote
-
-    def warm(self, first: bool = False) -> None:
-        """Have one zygote booting or idle, so the next submission does not wait for torch."""
-        if not self._idle and (first or self.spare):
-            self._idle.append(self._start())
-
-    def release(self, zygote: Zygote) -> None:
-        if zygote.reusable and zygote.process.poll() is None:
-            self._idle.append(zygote)
-        else:
-            zygote.kill()
-
-    def close(self) -> None:
-        for zygote in self._all:
-            zygote.kill()
-        self._idle.clear()
-
-    def _start(self) -> Zygote:
-        if self.spec.sandbox == "docker":
-            from autograder.sandbox.container import ContainerZygote
-
-            zygote = ContainerZygote(self.spec)
-        else:
-            zygote = Zygote(self.spec)
-        self._all = [z for z in self._all if z.process.poll() is None] + [zygote]
-        return zygote
+def process_tree_cpu_seconds(pid: int) -> float | None:
+    """User and system CPU time of a process and its live descendants, read from /proc (the
+    kernel's count, which nothing inside the sandbox can change); None when it is gone."""
+    ticks, pending, seen = 0, [pid], set()
+    while pending:
+        current = pending.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        try:
+            stat = Path(f"/proc/{current}/stat").read_text()
+            fields = stat[stat.rindex(")") + 2:].split()
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pending += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, ValueError, IndexError):
+            if current == pid:
+                return None
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def _parent_dirs(path: str) -> list[str]:
@@ -331,12 +203,12 @@ def _python_paths() -> list[str]:
     return sorted(p for p in paths if not any(p != q and p.startswith(q + os.sep) for q in paths))
 
 
-def _worker_env() -> dict[str, str]:
+def _worker_env(run_id: str = "") -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "TZ")}
     env.update({"HOME": "/tmp", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONNOUSERSITE": "1",
                 "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONHASHSEED": "0",
                 "PYTHONUNBUFFERED": "1",
-                "PYTHONPATH": str(Path(autograder.__file__).resolve().parent.parent)})
+                "PYTHONPATH": str(Path(autograder.__file__).resolve().parent.parent), RUN_ENV: run_id})
     for key in ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES"):
         if key in os.environ:
             env[key] = os.environ[key]

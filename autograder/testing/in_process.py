@@ -15,7 +15,9 @@ from autograder.testing.errors import StudentCodeError, student_error
 from autograder.testing.submission import VJP, Submission, as_cotangent_list
 
 
-class LocalSubmission(Submission):
+class InProcessSubmission(Submission):
+    transport = "in-process"
+
     def __init__(self, module: types.ModuleType | dict, forbidden_parts: dict[str, str] | None = None):
         super().__init__(forbidden_parts)
         self._namespace = module if isinstance(module, dict) else vars(module)

@@ -1,0 +1,64 @@
+"""What every command shares: the consoles, the course it works on, and the options that many
+commands take (--course, --exchange, --student, --sandbox, --backend)."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+from pathlib import Path
+
+from rich.console import Console
+
+import autograder
+from autograder.config import Course, load_course
+from autograder.layout import COURSE_FILE
+
+console = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+
+class UsageError(Exception):
+    """The command was given something it cannot use; the message says what to do instead."""
+
+
+def find_course_file(given: str | None) -> Path:
+    """--course, else the course.yaml of this folder or the nearest above it, else the bundled one."""
+    if given:
+        return Path(given)
+    for folder in [Path.cwd(), *Path.cwd().parents]:
+        if (folder / COURSE_FILE).is_file():
+            return folder / COURSE_FILE
+    return Path(autograder.__file__).resolve().parent.parent / COURSE_FILE
+
+
+def open_course(args: argparse.Namespace) -> tuple[Course, Path]:
+    path = find_course_file(args.course)
+    return load_course(path), path.resolve().parent
+
+
+def pick_weeks(course: Course, ids: list[str], ready_only: bool = True) -> list[str]:
+    """The weeks named (each checked), or every ready week."""
+    if ids:
+        for week_id in ids:
+            course.week(week_id)
+        return ids
+    return [w.id for w in course.weeks if w.state == "ready" or not ready_only]
+
+
+def settings_of(args: argparse.Namespace, course: Course):
+    from autograder.workflow.settings import settings_from_course
+
+    return settings_from_course(course, getattr(args, "exchange", None))
+
+
+def student_of(args: argparse.Namespace) -> str:
+    return args.student or getpass.getuser()
+
+
+def sandbox_of(args: argparse.Namespace) -> str | None:
+    """`--backend docker` runs workers in containers; `--sandbox` picks the local sandbox."""
+    if getattr(args, "backend", "local") == "docker":
+        if args.sandbox not in (None, "docker"):
+            raise UsageError("--sandbox applies to the local backend only; drop it or use --backend local")
+        return "docker"
+    return args.sandbox

@@ -1,0 +1,170 @@
+"""Commands for instructors: grade one notebook, release, collect, autograde, feedback, gradebook."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rich.table import Table
+
+from autograder.commands.context import (UsageError, console, open_course, sandbox_of, settings_of)
+from autograder.config import Course
+from autograder.layout import CoursePaths
+
+
+def cmd_grade(args: argparse.Namespace) -> int:
+    course, root = open_course(args)
+    week = course.week(args.week)
+    notebook = Path(args.notebook)
+    if not notebook.exists():
+        raise UsageError(f"{notebook} does not exist")
+    from autograder.grading.report import feedback_markdown, results_json, write_json_atomically
+    from autograder.grading.run import Submitted, grade
+
+    with console.status(f"grading {notebook.name} against the {args.week} hidden suite…"):
+        result = grade(course, root, args.week, [Submitted(notebook.stem, notebook)],
+                       sandbox=sandbox_of(args))[notebook.stem]
+    _print_result(result)
+    if args.results:
+        write_json_atomically(results_json(result, week.points), Path(args.results))
+        console.print(f"results: {args.results}")
+    if args.feedback:
+        Path(args.feedback).write_text(feedback_markdown(result, week.title))
+        console.print(f"feedback: {args.feedback}")
+    return 0
+
+
+def _print_result(result) -> None:
+    if result.error and not result.tests:
+        console.print(f"[red]Not graded:[/red] {result.error}")
+    for note in result.notes:
+        console.print(f"[yellow]note:[/yellow] {note}")
+    if result.tests:
+        table = Table()
+        for column in ("test", "kind", "points", "result"):
+            table.add_column(column)
+        for t in result.tests:
+            verdict = "[green]passed[/green]" if t.passed else f"[red]failed[/red] {t.message[:160]}"
+            table.add_row(t.name, t.kind, f"{t.points if t.passed else 0:g}/{t.points:g}", verdict)
+        console.print(table)
+    console.print(f"total: {result.earned:g} / {result.possible:g}   "
+                  f"({result.seconds:.1f} s, sandbox: {result.sandbox}, device: {result.device or 'unknown'})")
+
+
+def cmd_release(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from autograder.workflow import due_weeks, release_week
+
+    course, root = open_course(args)
+    settings = settings_of(args, course)
+    weeks = due_weeks(course, dt.date.today()) if args.due else args.weeks
+    if not weeks:
+        raise UsageError("name the weeks to release, or use --due for every ready week whose date has come")
+    for week_id in weeks:
+        outbound = release_week(course, root, week_id, settings, force=args.force)
+        console.print(f"released {week_id} to {outbound}")
+    return 0
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    from autograder.workflow import collect_week
+
+    course, root = open_course(args)
+    collected = collect_week(course, root, args.week, settings_of(args, course))
+    table = Table(title=f"{args.week}: {len(collected)} submissions")
+    for column in ("student", "submitted at (UTC)", "late by", "notebook"):
+        table.add_column(column)
+    for item in collected:
+        late = str(item.late_by).split(".")[0] if item.late_by.total_seconds() > 0 else ""
+        table.add_row(item.student, item.submitted_at.strftime("%Y-%m-%d %H:%M:%S"), late,
+                      str(item.notebook.relative_to(root)) if item.notebook.is_relative_to(root) else str(item.notebook))
+    console.print(table)
+    return 0
+
+
+def cmd_autograde(args: argparse.Namespace) -> int:
+    course, root = open_course(args)
+    autograde_with_progress(course, root, args.week, settings_of(args, course), args.student, args.jobs, sandbox_of(args))
+    return 0
+
+
+def autograde_with_progress(course: Course, root: Path, week_id: str, settings, students: list[str] | None, jobs: int,
+               sandbox: str | None) -> None:
+    """Grade the collected submissions with a progress bar, a line per student, and a summary."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from autograder.grading.autograde import autograde_week
+    from autograder.workflow.collect import read_collected
+
+    week = course.week(week_id)
+    total = len([c for c in read_collected(root, week) if not students or c.student in students])
+    columns = (TextColumn("autograding {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task(week.id, total=total)
+
+        def finished(student: str, earned: float, possible: float) -> None:
+            progress.console.print(f"  {student}: {earned:g} / {possible:g}")
+            progress.advance(task)
+
+        graded = autograde_week(course, root, week.id, settings, students=students, jobs=jobs, sandbox=sandbox,
+                                on_progress=finished)
+    table = Table(title=f"{week.id}: {len(graded)} graded")
+    for column in ("student", "tests", "score", "first failed test", "late policy"):
+        table.add_column(column)
+    for item in graded:
+        tests = f"{item.result.earned:g}/{item.result.possible:g}" if item.result.tests else "not graded"
+        failed = next((t.description or t.name for t in item.result.tests if not t.passed), item.result.error or "")
+        failed = failed if len(failed) <= 60 else failed[:59] + "…"
+        table.add_row(item.student, tests, f"{item.score:g} / {week.points:g}", failed, item.late_note)
+    console.print(table)
+    scores = [item.score for item in graded]
+    console.print(f"mean {sum(scores) / len(scores):.1f}, results in {CoursePaths(Path(root)).work('autograded')}")
+
+
+def cmd_feedback(args: argparse.Namespace) -> int:
+    from autograder.workflow import feedback_week
+
+    course, root = open_course(args)
+    with console.status(f"generating feedback on {args.week}…"):
+        done = feedback_week(course, root, args.week, settings_of(args, course), students=args.student,
+                             release=not args.no_release)
+    for item in done:
+        console.print(f"  {item.student}: {item.html.relative_to(root)}")
+    where = "kept in .course-work/feedback" if args.no_release else "released; students run `course fetch-feedback`"
+    console.print(f"feedback for {len(done)} students of {args.week} {where}")
+    return 0
+
+
+def cmd_gradebook(args: argparse.Namespace) -> int:
+    course, root = open_course(args)
+    print_gradebook(course, root, args.csv, args.html)
+    return 0
+
+
+def print_gradebook(course: Course, root: Path, csv: str | Path | None, html: str | Path | None) -> Path | None:
+    """Print students by weeks; write the CSV and the HTML report when asked. Returns the report."""
+    from autograder.grading.autograde import failure_rates
+    from autograder.workflow.nbconfig import gradebook_url
+    from gradebook.report import write_html_report
+    from gradebook.table import scores_table, write_csv
+
+    if not CoursePaths(Path(root)).gradebook_db.is_file():
+        raise UsageError("there is no gradebook yet: `course release` a week first")
+    url, course_id = gradebook_url(root), course.workflow.course_id
+    rows = scores_table(url, course_id)
+    weeks = sorted({week for row in rows for week in row["scores"]})
+    table = Table(title=f"{course.title}: {len(rows)} students")
+    for column in ["student", *weeks, "total"]:
+        table.add_column(column)
+    for row in rows:
+        cells = [("-" if row["scores"].get(w) is None else f"{row['scores'][w]:g}") for w in weeks]
+        table.add_row(row["id"], *cells, f"{row['total']:g} / {row['max_total']:g}")
+    console.print(table)
+    if csv:
+        console.print(f"CSV: {write_csv(rows, csv)}")
+    if not html:
+        return None
+    report = write_html_report(url, course_id, html, failure_rates(root))
+    console.print(f"report: {report}")
+    return Path(report)

@@ -1,0 +1,55 @@
+"""What a worker is started with: its submission, its week's helpers and forbidden APIs, its
+resource limits, its sandbox, and the grading run it belongs to."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from autograder.config import GradingLimits
+
+RUN_ENV = "VITSSL_GRADING_RUN"  # every local worker of a grading run has its run id here
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits for one worker: course.yaml's `grading` block (`GradingLimits.worker_limits`),
+    whose defaults these are, plus the size of the worker's private /tmp."""
+
+    memory_mb: int = GradingLimits.model_fields["memory_mb"].default
+    cpu_seconds: int = GradingLimits.model_fields["cpu_seconds"].default
+    processes: int = GradingLimits.model_fields["processes"].default
+    file_size_mb: int = GradingLimits.model_fields["file_size_mb"].default
+    tmp_size_mb: int = 256
+
+    def rlimits(self, thread_baseline: int) -> dict[str, int]:
+        return {
+            "RLIMIT_DATA": self.memory_mb << 20,
+            "RLIMIT_CPU": self.cpu_seconds,
+            "RLIMIT_NPROC": thread_baseline + self.processes,
+            "RLIMIT_FSIZE": self.file_size_mb << 20,
+            "RLIMIT_CORE": 0,
+        }
+
+
+@dataclass
+class WorkerSpec:
+    """Everything needed to start a worker for one submission."""
+
+    module_path: Path
+    week: str = "this week"
+    helper_dirs: list[Path] = field(default_factory=list)
+    forbidden: list[str] = field(default_factory=list)
+    denied_paths: list[Path] = field(default_factory=list)
+    limits: Limits = field(default_factory=Limits)
+    sandbox: str = "auto"  # "auto", "bwrap", "none" or "docker"
+    threads: int = 1
+    image: str = "vitssl-grader:latest"   # the docker backend's image
+    run_id: str = ""                      # the grading run: in its workers' RUN_ENV, on its containers' label
+    gpu: str = "prefer"                   # never | prefer | require (docker backend)
+    gpu_index: int = 0                    # which GPU, where there are several
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex[:12]

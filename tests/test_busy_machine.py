@@ -1,0 +1,44 @@
+"""Timings under load: a test that ran out of wall-clock time while its worker got little CPU
+(a busy machine, not slow code) is tried once more on a fresh worker, and the results say so;
+code that burns the CPU itself is charged at once."""
+
+from __future__ import annotations
+
+import pytest
+
+from autograder.grading.run import Submitted, grade
+from tests.conftest import write_module
+
+SLEEPS = '''
+import time, torch
+
+def softmax(x):
+    time.sleep(30)  # waits without using the CPU, as a starved worker does
+    return torch.softmax(x, -1)
+'''
+
+SPINS = '''
+import torch
+
+def softmax(x):
+    while True:
+        pass
+'''
+
+
+@pytest.mark.slow
+def test_a_starved_timeout_is_retried_once_and_a_busy_loop_is_not(toy, tmp_path):
+    course, root = toy
+    subs = [Submitted(name, write_module(tmp_path, name, source), only=["test_softmax_shape"])
+            for name, source in (("sleeps", SLEEPS), ("spins", SPINS))]
+    results = grade(course, root, "m1w01", subs)
+
+    [slept] = results["sleeps"].tests
+    assert not slept.passed and "did not finish within this test's time limit" in slept.message
+    assert slept.note.startswith("retried once on a fresh worker"), slept.note
+    assert slept.duration >= 2 * course.grading.test_timeout_s, "it was given a second full try"
+
+    [spun] = results["spins"].tests
+    assert not spun.passed and "did not finish within" in spun.message
+    assert spun.note == "", "a worker that used its CPU time was not starved: no retry"
+    assert spun.duration < 2 * course.grading.test_timeout_s
