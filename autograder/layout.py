@@ -49,8 +49,12 @@ class CoursePaths:
     def mutants(self, week: str) -> Path:
         return self.assignment(week) / "mutants"
 
+    @property
+    def release_root(self) -> Path:
+        return self.root / RELEASE_DIRECTORY
+
     def release(self, week: str) -> Path:
-        return self.root / RELEASE_DIRECTORY / week
+        return self.release_root / week
 
     def released_notebook(self, week: str, slug: str) -> Path:
         return self.release(week) / f"{slug}.ipynb"

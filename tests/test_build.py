@@ -60,10 +60,30 @@ def test_toy_build_replaces_solutions_with_placeholders(toy):
 def test_toy_build_is_repeatable_and_check_detects_staleness(toy):
     course, root = toy
     build_week(course, "m1w01", root)
+    assert stale_files(course, "m1w01", root, rebuild=True) == [], "the same inputs give the same bytes"
     assert stale_files(course, "m1w01", root) == []
     reference = root / "reference" / "m1w01_toy.py"
     reference.write_text(reference.read_text().replace("Softmax over the last axis.", "Softmax, changed."))
-    assert stale_files(course, "m1w01", root) == ["release/m1w01/m1w01_toy.ipynb"]
+    assert stale_files(course, "m1w01", root, rebuild=True) == ["release/m1w01/m1w01_toy.ipynb",
+                                                                "release/m1w01/week.json"]
+    [problem] = stale_files(course, "m1w01", root)
+    assert "built from other inputs" in problem
+
+
+def test_the_fingerprint_notices_hand_edits_and_other_inputs(toy):
+    course, root = toy
+    build_week(course, "m1w01", root)
+    released = root / "release" / "m1w01" / "public_tests" / "test_public.py"
+    released.write_text(released.read_text() + "\n# edited by hand\n")
+    assert any("edited after it was built" in p for p in stale_files(course, "m1w01", root))
+    build_week(course, "m1w01", root)
+    hidden = root / "assignments" / "m1w01" / "hidden" / "test_h.py"
+    hidden.write_text(hidden.read_text() + "\n\n@pytest.mark.points(3)\ndef test_softmax_more(sub):\n    pass\n")
+    assert any("other inputs" in p for p in stale_files(course, "m1w01", root)), "the hidden suite's size is quoted"
+    hidden.write_text(hidden.read_text().replace("def test_softmax_more(sub):\n    pass", "def test_softmax_more(sub):\n    assert True"))
+    build_week(course, "m1w01", root)
+    hidden.write_text(hidden.read_text().replace("assert True", "assert 1"))
+    assert stale_files(course, "m1w01", root) == [], "a hidden test's body is not in the release"
 
 
 def test_answer_key_keeps_solutions_and_nbgrader_roles(toy):

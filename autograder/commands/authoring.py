@@ -32,7 +32,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     course, root = open_course(args)
     weeks = pick_weeks(course, args.weeks)
     if args.check:
-        stale = [f for w in weeks for f in stale_files(course, w, root)]
+        stale = [f for w in weeks for f in stale_files(course, w, root, rebuild=args.rebuild)]
         if stale:
             err.print("release/ is stale; run `course build` and commit. Differs:\n  " + "\n  ".join(stale))
             return 1

@@ -37,6 +37,7 @@ class Submitted:
     name: str
     path: Path
     only: list[str] | None = None
+    skip_kinds: tuple[str, ...] = ()  # kinds of test to leave out (a platform test that needs no training run)
 
 
 @dataclass
@@ -193,18 +194,18 @@ def _prepare(item: Submitted, index: int, work: Path, forbidden: list[str], week
         result.notes.append(f"line {finding.line}: {finding.api} is not allowed in {week}"
                             + (f" (in `{finding.owner}`)" if finding.owner != "<module>" else ""))
     return {"name": item.name, "module_path": str(module_path), "only": item.only,
+            "skip_kinds": list(item.skip_kinds),
             "forbidden_parts": forbidden_parts(module.source, forbidden, week)}
 
 
 def _suite_config(root: Path, week: Week, suite_dir: Path, prepared: list[dict], trusted: list[dict],
                   work: Path) -> dict:
     """What the trusted process needs to grade one week's submissions."""
-    release = CoursePaths(root).release(week.id)
     folders = [str(Path(e["module_path"]).parent) for e in prepared]
     for entry in prepared:  # nor may one submission read another's
         entry["denied_paths"] = [f for f in folders if f != str(Path(entry["module_path"]).parent)]
     return {"week": week.id, "dir": str(suite_dir), "submissions": prepared, "in_process": trusted,
-            "forbidden": week.forbidden, "helper_dirs": [str(release)] if release.is_dir() else []}
+            "forbidden": week.forbidden}
 
 
 def _run_suites(course: Course, root: Path, suites: list[dict], work: Path, limits: GradingLimits, sandbox: str,
@@ -224,6 +225,7 @@ def _run_suites(course: Course, root: Path, suites: list[dict], work: Path, limi
         "sandbox": sandbox,
         "until_caught": until_caught,
         "docker": docker or {"run_id": run_id},
+        "release_root": str(CoursePaths(root).release_root),
         "denied_paths": [str(root / "assignments"), str(CoursePaths(root).reference), str(root / "gradebook"),
                          str(root / "build"), str(work / "grading.json"), str(outcomes_path)],
     }

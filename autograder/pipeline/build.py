@@ -32,6 +32,7 @@ import nbformat
 
 from autograder.config import Course, Week
 from autograder.layout import PUBLIC_TESTS_DIR, CoursePaths
+from autograder.pipeline import fingerprint
 from autograder.pipeline.render import RenderError, render_cells
 from autograder.pipeline.week_info import write_week_info
 
@@ -151,8 +152,9 @@ def build_week(course: Course, week_id: str, root: Path, into: Path | None = Non
         nbformat.write(notebook, source / f"{week.slug}.ipynb")
         _copy_tree(paths.suite(week_id, "public"), source / PUBLIC_TESTS_DIR, "*.py")
         parts = [p for c in notebook.cells if (p := check_part(c, week.id))]
+        hidden = hidden_suite_size(paths.suite(week_id, "hidden"))
         info = {"week": week.id, "title": week.title, "notebook": f"{week.slug}.ipynb", "parts": parts,
-                "hidden": hidden_suite_size(paths.suite(week_id, "hidden"))}
+                "hidden": hidden}
         write_week_info(source, info)
         config = Config()
         config.CourseDirectory.root = str(work)
@@ -169,6 +171,7 @@ def build_week(course: Course, week_id: str, root: Path, into: Path | None = Non
                              f"\n{result.get('error', '')}")
         built = work / "release" / week_id
         _normalise(built)
+        fingerprint.record(built, fingerprint.inputs_digest(course, week, root, hidden))
         target = into or paths.release(week_id)
         if target.exists():
             shutil.rmtree(target)
@@ -243,8 +246,12 @@ def write_answer_key(course: Course, week_id: str, root: Path, output: Path) -> 
     return output
 
 
-def stale_files(course: Course, week_id: str, root: Path) -> list[str]:
-    """Files of `release/<week>/` that differ from a fresh build (empty when up to date)."""
+def stale_files(course: Course, week_id: str, root: Path, rebuild: bool = False) -> list[str]:
+    """Why `release/<week>/` is not what a build would write now (empty when it is up to date):
+    from its fingerprint, or with `rebuild`, the files that differ from a fresh build."""
+    if not rebuild:
+        week = course.week(week_id)
+        return fingerprint.problems(course, week, root, hidden_suite_size(CoursePaths(root).suite(week_id, "hidden")))
     with tempfile.TemporaryDirectory(prefix=f"check-{week_id}-") as tmp:
         fresh = build_week(course, week_id, root, into=Path(tmp) / week_id)
         committed = CoursePaths(root).release(week_id)

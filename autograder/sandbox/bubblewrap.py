@@ -70,14 +70,7 @@ class LocalZygote(WorkerHost):
         self.drop_privileges = self.sandbox == "bwrap" and os.getuid() == 0
         self.sock, child = socket.socketpair()
         inside = self.sandbox == "bwrap"
-        config = {
-            "socket_fd": child.fileno(),
-            "week": spec.week,
-            "helper_paths": ([f"{HELPERS_DIR}/{i}" for i in range(len(spec.helper_dirs))] if inside
-                             else [str(p) for p in spec.helper_dirs]),
-            "forbidden": spec.forbidden,
-            "drop_privileges": self.drop_privileges,
-        }
+        config = {"socket_fd": child.fileno(), "drop_privileges": self.drop_privileges}
         command = [sys.executable, "-m", "autograder.sandbox.worker", json.dumps(config)]
         if inside:
             command = self._bwrap_prefix() + command
@@ -100,6 +93,10 @@ class LocalZygote(WorkerHost):
             "limits": spec.limits.rlimits(baseline),
             "drop_privileges": self.drop_privileges,
             "threads": spec.threads,
+            "week": spec.week,
+            "forbidden": spec.forbidden,
+            "helper_paths": [f"{HELPERS_DIR}/{spec.week}" if inside else str(Path(spec.release_root) / spec.week)]
+                            if spec.release_root is not None else [],
         }
 
     def _bwrap_prefix(self) -> list[str]:
@@ -123,8 +120,8 @@ class LocalZygote(WorkerHost):
             args += ["--dev-bind", str(device), str(device)]
         if any(Path("/dev").glob("nvidia*")):
             args += ["--ro-bind-try", "/sys", "/sys", "--ro-bind-try", "/proc/driver/nvidia", "/proc/driver/nvidia"]
-        for i, helper in enumerate(spec.helper_dirs):
-            args += ["--ro-bind", str(Path(helper).resolve()), f"{HELPERS_DIR}/{i}"]
+        if spec.release_root is not None and Path(spec.release_root).is_dir():
+            args += ["--ro-bind", str(Path(spec.release_root).resolve()), HELPERS_DIR]
         args += ["--chdir", "/tmp", "--setenv", "HOME", "/tmp", "--"]
         return args
 

@@ -35,6 +35,7 @@ LOCK_LABEL = "org.vitssl.uv-lock"
 ENGINE_LABEL = "org.vitssl.engine"
 RUN_LABEL = "org.vitssl.grading-run"
 WIRE_DIR = "/wire"
+HELPERS_DIR = "/helpers"  # the course's release/, read-only
 PLATFORM = Path(autograder.__file__).resolve().parent.parent  # where uv.lock and docker/ live
 PYTHON = "/opt/course/.venv/bin/python"
 
@@ -143,12 +144,10 @@ class ContainerZygote(WorkerHost):
         engine = client()
         devices, self.device = gpu_request(spec.gpu, spec.gpu_index)
         limits = spec.limits
-        config = {"socket_path": f"{WIRE_DIR}/control.sock", "week": spec.week,
-                  "helper_paths": [f"/helpers/{i}" for i in range(len(spec.helper_dirs))],
-                  "forbidden": spec.forbidden, "drop_privileges": False}
+        config = {"socket_path": f"{WIRE_DIR}/control.sock", "drop_privileges": False}
         volumes = {str(self._wire): {"bind": WIRE_DIR, "mode": "rw"}}
-        for i, helper in enumerate(spec.helper_dirs):
-            volumes[str(Path(helper).resolve())] = {"bind": f"/helpers/{i}", "mode": "ro"}
+        if spec.release_root is not None and Path(spec.release_root).is_dir():
+            volumes[str(Path(spec.release_root).resolve())] = {"bind": HELPERS_DIR, "mode": "ro"}
         self.container = engine.containers.run(
             spec.image, [PYTHON, "-m", "autograder.sandbox.worker", json.dumps(config)],
             detach=True, user="65534:65534", network_mode="none", read_only=True,
@@ -198,7 +197,8 @@ class ContainerZygote(WorkerHost):
     def child_config(self, spec) -> dict:
         return {"module_path": f"/submission/{spec.module_path.name}", "source": Path(spec.module_path).read_text(),
                 "denied_paths": [], "limits": self._rlimits(spec),
-                "drop_privileges": False, "threads": spec.threads}
+                "drop_privileges": False, "threads": spec.threads, "week": spec.week, "forbidden": spec.forbidden,
+                "helper_paths": [f"{HELPERS_DIR}/{spec.week}"] if spec.release_root is not None else []}
 
     @staticmethod
     def _rlimits(spec: WorkerSpec) -> dict[str, int]:

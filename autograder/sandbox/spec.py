@@ -39,7 +39,7 @@ class WorkerSpec:
 
     module_path: Path
     week: str = "this week"
-    helper_dirs: list[Path] = field(default_factory=list)
+    release_root: Path | None = None      # the course's release/: mounted read-only, the week's folder on sys.path
     forbidden: list[str] = field(default_factory=list)
     denied_paths: list[Path] = field(default_factory=list)
     limits: Limits = field(default_factory=Limits)

@@ -28,7 +28,8 @@ NOBODY = 65534
 
 
 def main() -> None:
-    """Boot once (imports, forbidden APIs), then fork one child per submission, one at a time.
+    """Boot once (imports), then fork one child per submission, one at a time; each child gets
+    its week's forbidden APIs and released folder, so one zygote serves every week of a run.
 
     The booted process is a zygote: a child costs a fork instead of a Python start and a
     torch import. Children run one after another, never side by side, so no two
@@ -44,9 +45,6 @@ def main() -> None:
     torch.set_num_interop_threads(1)
     from autograder.sandbox import guard, wire
 
-    guard.forbid(config.get("forbidden", []), config.get("week", "this week"))
-    for path in config.get("helper_paths", []):
-        sys.path.insert(0, path)
     reusable = os.getuid() == 0 and config.get("drop_privileges", False)
     wire.send(sock, wire.encode({"booted": True, "reusable": reusable}, []), [])
     while True:
@@ -117,6 +115,9 @@ def _child(sock: socket.socket, torch: Any, wire: Any, guard: Any, config: dict)
         os.setgroups([])
         os.setgid(NOBODY)
         os.setuid(NOBODY)
+    guard.forbid(config.get("forbidden", []), config.get("week", "this week"))
+    for path in config.get("helper_paths", []):
+        sys.path.insert(0, path)
     guard.install_audit_hooks(config.get("denied_paths", []))
     Server(sock, torch, wire, config).run()
 

@@ -91,7 +91,6 @@ class SubmissionPlugin:
         self.test_timeout_s = test_timeout_s
         self.default_visibility = default_visibility
         self.outcomes: list[TestOutcome] = []
-        self._first_item: dict[str, str] = {}
         self._notes: dict[str, str] = {}
         self._last_item: dict[str, str] = {}
         self.progress_path: str | None = None  # a JSON line per finished submission, for progress bars
@@ -132,24 +131,15 @@ class SubmissionPlugin:
 
         keep.sort(key=position)
         items[:] = keep
-        for item in reversed(keep):
-            self._first_item[_submission_of(item)] = item.nodeid
         self._last_item = {_submission_of(item): item.nodeid for item in keep}
 
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
-        """A submission graded until caught stops at its first failure. When a week's last
-        submission starts, the next week's sandbox starts booting."""
+        """A submission graded until caught stops at its first failure."""
         name = _submission_of(item)
         entry = self.entries.get(name)
         if entry is not None and entry.until_caught and any(
                 o.submission == name and not o.passed for o in self.outcomes):
             pytest.skip("already caught")
-        if entry is None or entry.pool is None or self._first_item.get(name) != item.nodeid:
-            return
-        later = list(self.entries.values())[list(self.entries).index(name) + 1:]
-        following = next((e for e in later if e.pool is not None and e.name in self._last_item), None)
-        if following is not None and following.pool is not entry.pool:
-            following.pool.warm(first=True)
 
     def pytest_runtest_teardown(self, item: pytest.Item) -> None:
         name = _submission_of(item)
@@ -158,10 +148,6 @@ class SubmissionPlugin:
             return
         if entry.client is not None:
             entry.client.close()  # its last test is done: the zygote moves on to the next submission
-        later = [e for e in list(self.entries.values())[list(self.entries).index(name) + 1:]
-                 if e.name in self._last_item]
-        if entry.pool is not None and not any(e.pool is entry.pool for e in later):
-            entry.pool.close()  # the week is done: its spare zygote goes
         if self.progress_path is not None:
             done = [o for o in self.outcomes if o.submission == name]
             line = {"submission": name, "earned": sum(o.points for o in done if o.passed),
@@ -316,32 +302,32 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 def plugin_from_config(config: dict) -> SubmissionPlugin:
-    """Build the plugin for a grading run: a sandbox recipe and a pool of workers per week (their
-    imports start now, during collection); trusted code for the in-process transport, if any."""
+    """Build the plugin for a grading run: one pool of sandboxed workers for every week (its
+    zygote imports torch now, during collection; each child gets its week's forbidden APIs and
+    released folder), and trusted code for the in-process transport, if any."""
     from autograder.sandbox.pool import ZygotePool
     from autograder.sandbox.spec import Limits, WorkerSpec
     from autograder.testing.remote import RemoteSubmission, WorkerClient
 
     limits = Limits(**config.get("limits", {}))
-    entries = []
+    release_root = Path(config["release_root"]) if config.get("release_root") else None
     count = sum(len(suite["submissions"]) for suite in config["suites"])
+    entries, pool = [], None
     for suite in config["suites"]:
         folder = Path(suite["dir"]).resolve()
-        pool = None
         for item in suite["submissions"]:
-            spec = WorkerSpec(module_path=Path(item["module_path"]), week=suite["week"],
-                              helper_dirs=[Path(p) for p in suite.get("helper_dirs", [])],
+            spec = WorkerSpec(module_path=Path(item["module_path"]), week=suite["week"], release_root=release_root,
                               forbidden=suite.get("forbidden", []),
                               denied_paths=[Path(p) for p in config.get("denied_paths", []) + item.get("denied_paths", [])],
                               limits=limits, sandbox=config.get("sandbox", "auto"), **config.get("docker", {}))
-            # one sandbox recipe per week (helpers, forbidden APIs); a spare only for batches
-            pool = pool or ZygotePool(spec, spare=count > 1)
+            pool = pool or ZygotePool(spec, spare=count > 1)  # one sandbox recipe for the run
             client = WorkerClient(spec, import_timeout=config.get("import_timeout_s", 60.0), pool=pool)
             parts = item.get("forbidden_parts", {})
             entries.append(SubmissionEntry(
                 name=entry_key(suite["week"], item["name"]), only=item.get("only"), suite=folder, pool=pool,
-                until_caught=bool(item.get("only")) and bool(config.get("until_caught")), budget_s=config.get("submission_timeout_s"),
-                client=client, factory=lambda c=client, p=parts: RemoteSubmission(c, p)))
+                until_caught=bool(item.get("only")) and bool(config.get("until_caught")),
+                budget_s=config.get("submission_timeout_s"), client=client,
+                skip_kinds=tuple(item.get("skip_kinds", ())), factory=lambda c=client, p=parts: RemoteSubmission(c, p)))
         for item in suite.get("in_process", []):
             entries.append(SubmissionEntry(
                 name=entry_key(suite["week"], item["name"]), only=item.get("only"), suite=folder,
