@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from autograder.config import load_course
 from autograder.grading.run import Submitted, grade
 from tests.conftest import write_module
 
@@ -28,7 +29,10 @@ def softmax(x):
 
 @pytest.mark.slow
 def test_a_starved_timeout_is_retried_once_and_a_busy_loop_is_not(toy, tmp_path):
-    course, root = toy
+    _, root = toy
+    settings = root / "course.yaml"
+    settings.write_text(settings.read_text().replace("test_timeout_s: 8", "test_timeout_s: 3"))
+    course = load_course(settings)
     subs = [Submitted(name, write_module(tmp_path, name, source), only=["test_softmax_shape"])
             for name, source in (("sleeps", SLEEPS), ("spins", SPINS))]
     results = grade(course, root, "m1w01", subs)

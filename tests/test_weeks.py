@@ -10,7 +10,6 @@ import ast
 import pytest
 
 from autograder.config import load_course
-from autograder.grading.verify import verify_weeks
 from autograder.pipeline.build import stale_files
 from autograder.testing.plugin import KINDS
 from tests.conftest import REPO
@@ -19,10 +18,10 @@ READY = [w.id for w in load_course(REPO / "course.yaml").weeks if w.state == "re
 
 
 @pytest.fixture(scope="module")
-def verdicts(repo_course):
-    """Every ready week verified in one trusted pytest process, as `course verify` does."""
-    course, root = repo_course
-    return {v.week: v for v in verify_weeks(course, root, READY)}
+def verdicts(week_verification):
+    """Every ready week verified in one trusted process by `course verify`, which tests/conftest.py
+    starts in the background as soon as collection is done (it runs beside the other tests)."""
+    return {v["week"]: v for v in week_verification()}
 
 
 @pytest.mark.slow
@@ -31,8 +30,8 @@ def test_week_verifies(verdicts, week):
     """Answer key full marks over the wire and in-process alike, release zero, every mutant loses
     points, every mutant's catches names real tests, all four kinds present."""
     verdict = verdicts[week]
-    assert verdict.ok, "\n".join(verdict.problems)
-    assert sum(row[0].startswith("mutant:") for row in verdict.rows) >= 6
+    assert verdict["ok"], "\n".join(verdict["problems"])
+    assert sum(row[0].startswith("mutant:") for row in verdict["rows"]) >= 6
 
 
 @pytest.mark.parametrize("week", READY)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import json
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 from rich.markup import escape
@@ -83,6 +85,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     started = time.monotonic()
     with console.status(f"verifying {', '.join(weeks)}: answer keys, releases and mutants, in one run…"):
         verdicts = verify_weeks(course, root, weeks, sandbox=args.sandbox, all_catches=args.all_catches)
+    if args.json:
+        Path(args.json).write_text(json.dumps([asdict(v) | {"ok": v.ok} for v in verdicts], indent=1))
     failed = 0
     for verdict in verdicts:
         table = Table(title=f"{verdict.week} ({verdict.seconds:.1f} s of tests)")
