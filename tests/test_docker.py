@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -156,3 +157,25 @@ def test_a_required_gpu_that_is_missing_is_an_error(engine, tmp_path):
     course = load_course(root / "course.yaml")
     with pytest.raises(GradingError, match="no NVIDIA GPU"):
         grade(course, root, "m1w01", [Submitted("x", write_module(tmp_path, "x", HONEST_SOFTMAX))], sandbox="docker")
+
+
+@pytest.mark.slow
+def test_a_containers_cpu_time_is_read_from_outside_it(engine, tmp_path):
+    """What tells a starved worker from a busy one under the docker backend: the container's
+    CPU time, read from its cgroup on the host."""
+    from autograder.sandbox.container import ContainerZygote
+    from autograder.sandbox.spec import WorkerSpec
+
+    spec = WorkerSpec(module_path=write_module(tmp_path, "x", HONEST_SOFTMAX), sandbox="docker", run_id="cpu-clock")
+    zygote = ContainerZygote(spec)
+    try:
+        readings = []
+        for _ in range(120):  # the zygote imports torch as it boots: seconds of CPU
+            readings.append(zygote.cpu_seconds())
+            if readings[-1] is not None and readings[-1] > 1.0:
+                break
+            time.sleep(0.5)
+        assert readings[-1] is not None and readings[-1] > 1.0, readings[-5:]
+        assert readings[0] is None or readings[0] <= readings[-1]
+    finally:
+        zygote.kill()

@@ -11,7 +11,7 @@ from pathlib import Path
 from rich.markup import escape
 from rich.table import Table
 
-from autograder.commands.context import (UsageError, console, err, find_course_file, open_course, pick_weeks)
+from autograder.commands.context import UsageError, console, err, find_course_file, open_course, pick_weeks
 
 
 def cmd_list(args: argparse.Namespace) -> int:

@@ -6,10 +6,9 @@ import argparse
 import time
 from pathlib import Path
 
-
-from autograder.commands.context import (console, open_course)
-from autograder.config import load_course
 from autograder.commands import instructor
+from autograder.commands.context import console, open_course
+from autograder.config import load_course
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

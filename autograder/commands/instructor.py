@@ -7,7 +7,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from autograder.commands.context import (UsageError, console, open_course, sandbox_of, settings_of)
+from autograder.commands.context import UsageError, console, open_course, sandbox_of, settings_of
 from autograder.config import Course
 from autograder.layout import CoursePaths
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-
-from autograder.commands.context import (UsageError, console, open_course, settings_of, student_of)
+from autograder.commands.context import UsageError, console, open_course, settings_of, student_of
 from autograder.layout import CoursePaths
 
 

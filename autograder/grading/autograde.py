@@ -18,10 +18,10 @@ from typing import Callable
 from autograder.config import Course
 from autograder.grading.report import feedback_markdown, results_json, write_json_atomically
 from autograder.grading.run import GradeResult, Submitted, grade
-from autograder.workflow.collect import Collected, read_collected
-from autograder.workflow.late import apply_late_policy
 from autograder.layout import CoursePaths
 from autograder.pipeline.week_info import read_week_info
+from autograder.workflow.collect import Collected, read_collected
+from autograder.workflow.late import apply_late_policy
 from autograder.workflow.settings import WorkflowError, WorkflowSettings
 
 

@@ -23,7 +23,6 @@ from autograder.pipeline.week_info import WEEK_INFO, read_week_info
 from autograder.submission.notebook import extract_module
 from autograder.testing.plugin import KINDS
 
-
 MIN_MUTANTS = 6
 WHAT_TO_WRITE = {
     "shape": "add tests marked @pytest.mark.kind(\"shape\") that check output and parameter shapes for several sizes",

@@ -209,15 +209,23 @@ class ContainerZygote(WorkerHost):
         return limits
 
     def cpu_seconds(self) -> float | None:
-        """The container's CPU time, from its cgroup (cgroupfs or systemd driver); None if unknown."""
+        """The container's CPU time from its cgroup (v2, or v1's cpuacct; the cgroupfs or systemd
+        driver's folders); None where none is found."""
         cid = getattr(self.container, "id", "")
-        for path in (f"/sys/fs/cgroup/docker/{cid}/cpu.stat", f"/sys/fs/cgroup/system.slice/docker-{cid}.scope/cpu.stat"):
-            try:
-                for line in Path(path).read_text().splitlines():
-                    if line.startswith("usage_usec "):
-                        return int(line.split()[1]) / 1e6
-            except (OSError, ValueError):
-                continue
+        for folder in (f"docker/{cid}", f"system.slice/docker-{cid}.scope"):
+            for path, scale in ((f"/sys/fs/cgroup/{folder}/cpu.stat", 1e-6),
+                                (f"/sys/fs/cgroup/cpuacct/{folder}/cpuacct.usage", 1e-9),
+                                (f"/sys/fs/cgroup/cpu,cpuacct/{folder}/cpuacct.usage", 1e-9)):
+                try:
+                    text = Path(path).read_text()
+                except OSError:
+                    continue
+                if path.endswith("cpu.stat"):
+                    text = next((line.split()[1] for line in text.splitlines() if line.startswith("usage_usec ")), "")
+                try:
+                    return int(text.strip()) * scale
+                except ValueError:
+                    continue
         return None
 
     def wait_briefly(self, seconds: float = 2.0) -> int | None:
