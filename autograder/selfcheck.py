@@ -19,6 +19,10 @@ from gradebook.parts import part_of
 from autograder.testing.suite_modules import fresh_suite_modules
 from autograder.testing.plugin import SubmissionEntry, SubmissionPlugin, TestOutcome
 
+class UnknownPart(ValueError):
+    """A self-check named a part the week does not have; the message lists the parts."""
+
+
 @dataclass
 class CheckReport:
     week: str
@@ -70,7 +74,7 @@ def run_public_tests(week: str, namespace: dict | types.ModuleType, folder: Path
     info = read_week_info(folder.parent)
     parts = info.get("parts") or ([part] if part else [])
     if part and part not in parts:
-        raise ValueError(f"{week} has no part {part!r}; its parts are {', '.join(parts)}")
+        raise UnknownPart(f"{week} has no part {part!r}; its parts are {', '.join(parts)}")
     entry = SubmissionEntry("yours", lambda: InProcessSubmission(namespace, forbidden_parts),
                             test_filter=(lambda name: part_of(name, parts) == part) if part else None)
     plugin = SubmissionPlugin([entry], default_visibility="visible")

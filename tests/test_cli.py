@@ -71,6 +71,10 @@ def test_check_runs_public_tests_from_the_shell(toy, tmp_path):
     placeholder = root / "release" / "m1w01" / "m1w01_toy.ipynb"
     result = course("check", "m1w01", str(placeholder), cwd=root)
     assert "0 of 1 public tests passed" in result.stdout and "not implemented yet" in result.stdout
+    typo = course("check", "m1w01", str(mine), "--part", "softmx", cwd=root)
+    assert typo.returncode == 2 and "no part 'softmx'; its parts are softmax" in typo.stderr
+    one = course("check", "m1w01", str(mine), "--part", "softmax", cwd=root)
+    assert one.returncode == 0 and "1 of 1 public tests passed" in one.stdout
 
 
 def test_release_fetch_submit_collect_from_the_shell(toy, tmp_path):

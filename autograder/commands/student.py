@@ -12,7 +12,7 @@ from autograder.layout import CoursePaths
 def cmd_check(args: argparse.Namespace) -> int:
     course, root = open_course(args)
     week = course.week(args.week)
-    from autograder.selfcheck import find_public_tests, run_public_tests
+    from autograder.selfcheck import UnknownPart, find_public_tests, run_public_tests
     from autograder.submission.forbidden import forbidden_parts
     from autograder.submission.notebook import NotebookError, extract_module
 
@@ -28,8 +28,11 @@ def cmd_check(args: argparse.Namespace) -> int:
         console.print(f"[red]Running your notebook's code failed:[/red] {type(exc).__name__}: {exc}")
         return 0
     tests = find_public_tests(args.week, root, notebook)
-    report = run_public_tests(args.week, namespace, tests, args.part,
-                              forbidden_parts(module.source, week.forbidden, week.id))
+    try:
+        report = run_public_tests(args.week, namespace, tests, args.part,
+                                  forbidden_parts(module.source, week.forbidden, week.id))
+    except UnknownPart as exc:
+        raise UsageError(str(exc)) from None
     console.print(report.text(), markup=False)
     return 0
 

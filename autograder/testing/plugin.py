@@ -62,7 +62,6 @@ class SubmissionEntry:
     until_caught: bool = False
     skip_kinds: tuple[str, ...] = ()
     test_filter: Callable[[str], bool] | None = None  # on test names: a self-check's one part
-    pool: Any = None  # the zygote pool of its week, when its worker is remote
     spent_s: float = 0.0
     _instance: Any = field(default=None, repr=False)
 
@@ -86,7 +85,7 @@ class SubmissionEntry:
 
 class SubmissionPlugin:
     def __init__(self, entries: list[SubmissionEntry], test_timeout_s: float = 60.0,
-                 default_visibility: str = "after_published"):
+                 default_visibility: str = "after_published", pool: Any = None):
         self.entries = {e.name: e for e in entries}
         self.test_timeout_s = test_timeout_s
         self.default_visibility = default_visibility
@@ -95,9 +94,9 @@ class SubmissionPlugin:
         self._last_item: dict[str, str] = {}
         self.progress_path: str | None = None  # a JSON line per finished submission, for progress bars
         self._threads_before = torch.get_num_threads()
-        self.pools = list(dict.fromkeys(e.pool for e in entries if e.pool is not None))
-        if self.pools:
-            self.pools[0].warm(first=True)  # torch is imported in the sandbox while pytest collects
+        self.pool = pool  # the run's sandboxed workers, when there are any
+        if pool is not None:
+            pool.warm(first=True)  # torch is imported in the sandbox while pytest collects
 
     # -- collection --------------------------------------------------------------------
     def pytest_configure(self, config: pytest.Config) -> None:
@@ -227,8 +226,8 @@ class SubmissionPlugin:
         for entry in self.entries.values():
             if entry.client is not None:
                 entry.client.kill()
-        for pool in self.pools:
-            pool.close()
+        if self.pool is not None:
+            self.pool.close()
 
 
 def _kind_rank(item: pytest.Item) -> int:
@@ -324,7 +323,7 @@ def plugin_from_config(config: dict) -> SubmissionPlugin:
             client = WorkerClient(spec, import_timeout=config.get("import_timeout_s", 60.0), pool=pool)
             parts = item.get("forbidden_parts", {})
             entries.append(SubmissionEntry(
-                name=entry_key(suite["week"], item["name"]), only=item.get("only"), suite=folder, pool=pool,
+                name=entry_key(suite["week"], item["name"]), only=item.get("only"), suite=folder,
                 until_caught=bool(item.get("only")) and bool(config.get("until_caught")),
                 budget_s=config.get("submission_timeout_s"), client=client,
                 skip_kinds=tuple(item.get("skip_kinds", ())), factory=lambda c=client, p=parts: RemoteSubmission(c, p)))
@@ -332,7 +331,7 @@ def plugin_from_config(config: dict) -> SubmissionPlugin:
             entries.append(SubmissionEntry(
                 name=entry_key(suite["week"], item["name"]), only=item.get("only"), suite=folder,
                 skip_kinds=tuple(item.get("skip_kinds", ())), factory=_trusted_module(Path(item["module_path"]))))
-    plugin = SubmissionPlugin(entries, test_timeout_s=config.get("test_timeout_s", 60.0))
+    plugin = SubmissionPlugin(entries, test_timeout_s=config.get("test_timeout_s", 60.0), pool=pool)
     plugin.progress_path = config.get("progress_path")
     return plugin
 
