@@ -82,8 +82,18 @@ def write_csv(rows: list[dict], path: str | Path, missing: str = "") -> Path:
             for name in assignments:
                 score = row["scores"].get(name)
                 cells.append(missing if score is None else _fmt(score))
-            writer.writerow([row["name"], row["id"], *cells, _fmt(row["total"])])
+            writer.writerow([_text_cell(row["name"]), _text_cell(row["id"]), *cells, _fmt(row["total"])])
     return path
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _text_cell(text: str) -> str:
+    """A cell a spreadsheet shows as text, never runs: one that would start a formula gets a
+    leading apostrophe (OWASP's advice for CSV injection)."""
+    text = str(text)
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
 def _fmt(value: float) -> str:

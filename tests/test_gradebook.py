@@ -330,3 +330,10 @@ def test_notebook_added_after_the_submission_gets_its_grades(db_url):
     with _gb(db_url) as gb:
         assert gb.find_grade("part-norm", "extra", WEEK, "alice").auto_score == 3.0
         assert gb.find_submission(WEEK, "alice").score == pytest.approx(13.0)
+
+
+@pytest.mark.parametrize("student", ["-1-1", "@A1", "=HYPERLINK(\"http://x\")", "+1", "\tx"])
+def test_csv_cells_a_student_controls_never_start_a_formula(tmp_path, student):
+    rows = [{"id": student, "name": student, "scores": {WEEK: 1.0}, "max_scores": {WEEK: 1.0}, "total": 1.0}]
+    [_, _, row] = list(csv.reader(write_csv(rows, tmp_path / "c.csv").open()))
+    assert row[:2] == ["'" + student] * 2, "a leading apostrophe makes the cell text"

@@ -114,3 +114,20 @@ def test_two_suites_in_one_process_each_run_their_own_tests(tmp_path):
     counts = [len(grade_in_process(load_course(r / "course.yaml"), r, "m1w01", [Submitted("key", key)])["key"])
               for r in roots]
     assert counts == [4, 5]
+
+
+def test_feedback_keeps_what_a_submission_wrote_inside_its_code_block():
+    from autograder.grading.run import GradeResult
+    from autograder.testing.plugin import TestOutcome
+
+    hostile = "boom\n```\n<h1>owned</h1><script>alert(1)</script>\n````\n# heading"
+    failed = TestOutcome("s", "test_x", "softmax is right", 1.0, "value", "visible", False, message=hostile)
+    report = feedback_markdown(GradeResult("s", "m1w01", tests=[failed], notes=["line 3: ```<img onerror=x>"]),
+                               "Toy")
+    fence = "`````"  # longer than the longest run of backticks in the message (four)
+    assert f"{fence}\n{hostile}\n{fence}" in report
+    outside = report.replace(f"{fence}\n{hostile}\n{fence}", "")
+    assert "<h1>" not in outside and "<script>" not in outside and "# heading" not in outside
+    assert "````\nline 3: ```<img onerror=x>\n````" in report
+    broken = feedback_markdown(GradeResult("s", "m1w01", error="SyntaxError: ```\n<b>x</b>"), "Toy")
+    assert "````\nSyntaxError: ```\n<b>x</b>\n````" in broken

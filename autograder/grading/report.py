@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -56,16 +57,24 @@ def write_json_atomically(data: dict, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def fenced(text: str) -> list[str]:
+    """A code block that `text` cannot close: its fence is longer than any run of backticks in it,
+    so whatever a submission put in its messages (fences, HTML, markdown) stays literal text."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return [fence, text, fence]
+
+
 def feedback_markdown(result: GradeResult, title: str) -> str:
     """A report a student can act on: what passed, what failed and why, what to look at."""
     lines = [f"# Feedback: {result.week}, {title}", ""]
     if result.error and not result.tests:
-        lines += ["**Your submission could not be graded:** " + result.error, "",
-                  f"Score: 0 / {result.possible or '(all)'}", ""]
+        lines += ["**Your submission could not be graded:**", ""] + fenced(result.error) + [
+                  "", f"Score: 0 / {result.possible or '(all)'}", ""]
         return "\n".join(lines)
     lines += [f"**Score: {result.earned:g} / {result.possible:g}**", ""]
     if result.notes:
-        lines += ["## Notes", ""] + [f"- {n}" for n in result.notes] + [""]
+        lines += ["## Notes", ""] + fenced("\n".join(result.notes)) + [""]
     lines += ["| | test | kind | points |", "|---|---|---|---|"]
     for t in result.tests:
         mark = "passed" if t.passed else "**failed**"
@@ -74,7 +83,7 @@ def feedback_markdown(result: GradeResult, title: str) -> str:
     if failed:
         lines += ["", "## What to look at", ""]
         for t in failed:
-            lines += [f"### {t.description}", "", "```", t.message.strip() or "(no message)", "```", ""]
+            lines += [f"### {t.description}", ""] + fenced(t.message.strip() or "(no message)") + [""]
             lines += [f"_{t.note}_", ""] if t.note else []
     else:
         lines += ["", "Every test passed."]
