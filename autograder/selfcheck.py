@@ -15,9 +15,10 @@ from pathlib import Path
 
 from autograder.layout import PUBLIC_TESTS_DIR, CoursePaths
 from autograder.pipeline.week_info import read_week_info
-from gradebook.parts import part_of
-from autograder.testing.suite_modules import fresh_suite_modules
 from autograder.testing.plugin import SubmissionEntry, SubmissionPlugin, TestOutcome
+from autograder.testing.suite_modules import fresh_suite_modules
+from gradebook.parts import part_of
+
 
 class UnknownPart(ValueError):
     """A self-check named a part the week does not have; the message lists the parts."""

@@ -10,9 +10,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from autograder.config import load_course
 from autograder.grading.mutants import load_mutants
 from autograder.pipeline.build import SOLUTION_BEGIN, build_week, source_notebook, stale_files
-from autograder.config import load_course
 from tests.conftest import REPO
 from tests.test_weeks import READY
 

@@ -19,8 +19,8 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 from autograder.grading.run import GradeResult
 from autograder.pipeline.build import put_venv_on_path
 from autograder.testing.plugin import TestOutcome as Outcome
-from gradebook.report import write_html_report
 from gradebook.parts import part_of
+from gradebook.report import write_html_report
 from gradebook.store import GradebookError, feedback_text, record_autograde
 from gradebook.table import scores_table, write_csv
 

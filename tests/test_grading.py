@@ -8,10 +8,10 @@ import shutil
 import nbformat
 import pytest
 
+from autograder.config import load_course
 from autograder.grading.report import feedback_markdown, results_json
 from autograder.grading.run import Submitted, grade, grade_in_process
 from autograder.selfcheck import run_public_tests
-from autograder.config import load_course
 from tests.conftest import HONEST_SOFTMAX, TOY, write_module
 
 

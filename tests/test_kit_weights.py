@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from autograder.kit import check_names, load_same_weights, randomize, randn, setup
+from autograder.kit import check_names, load_same_weights, randn, randomize, setup
 
 
 class Tokens(nn.Module):

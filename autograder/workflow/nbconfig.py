@@ -14,7 +14,6 @@ from autograder.layout import COURSE_WORK, RELEASE_DIRECTORY, SOURCE_DIRECTORY, 
 from autograder.workflow.settings import WorkflowSettings
 
 
-
 def gradebook_url(root: Path) -> str:
     return f"sqlite:///{CoursePaths(Path(root).resolve()).gradebook_db}"
 
