@@ -21,10 +21,7 @@ from pathlib import Path
 
 import autograder
 from autograder.sandbox.host import OutputTail, WorkerHost
-from autograder.sandbox.spec import RUN_ENV, WorkerSpec
-
-SUBMISSION_DIR = "/submission"
-HELPERS_DIR = "/helpers"
+from autograder.sandbox.spec import HELPERS_DIR, RUN_ENV, SUBMISSION_DIR, WorkerSpec
 
 
 def bubblewrap_available() -> bool:

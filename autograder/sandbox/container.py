@@ -28,14 +28,13 @@ from pathlib import Path
 
 import autograder
 from autograder.sandbox.host import WorkerHost
-from autograder.sandbox.spec import WorkerSpec
+from autograder.sandbox.spec import HELPERS_DIR, SUBMISSION_DIR, WorkerSpec
 
 IMAGE = "vitssl-grader:latest"
 LOCK_LABEL = "org.vitssl.uv-lock"
 ENGINE_LABEL = "org.vitssl.engine"
 RUN_LABEL = "org.vitssl.grading-run"
 WIRE_DIR = "/wire"
-HELPERS_DIR = "/helpers"  # the course's release/, read-only
 PLATFORM = Path(autograder.__file__).resolve().parent.parent  # where uv.lock and docker/ live
 PYTHON = "/opt/course/.venv/bin/python"
 
@@ -195,7 +194,7 @@ class ContainerZygote(WorkerHost):
 
     # -- the WorkerHost interface -----------------------------------------------------
     def child_config(self, spec) -> dict:
-        return {"module_path": f"/submission/{spec.module_path.name}", "source": Path(spec.module_path).read_text(),
+        return {"module_path": f"{SUBMISSION_DIR}/{spec.module_path.name}", "source": Path(spec.module_path).read_text(),
                 "denied_paths": [], "limits": self._rlimits(spec),
                 "drop_privileges": False, "threads": spec.threads, "week": spec.week, "forbidden": spec.forbidden,
                 "helper_paths": [f"{HELPERS_DIR}/{spec.week}"] if spec.release_root is not None else []}

@@ -10,6 +10,9 @@ from pathlib import Path
 from autograder.config import GradingLimits
 
 RUN_ENV = "VITSSL_GRADING_RUN"  # every local worker of a grading run has its run id here
+# Where a sandboxed worker sees the submission and the course's release/ (read-only), in both backends.
+SUBMISSION_DIR = "/submission"
+HELPERS_DIR = "/helpers"
 
 
 @dataclass(frozen=True)
