@@ -19,7 +19,7 @@ from autograder.grading.run import GradingError, Submitted, grade
 from autograder.grading.verify import write_variants
 from autograder.sandbox.container import IMAGE, RUN_LABEL, DockerUnavailable, check_image, client
 from tests.conftest import HONEST_SOFTMAX, REPO, TOY, write_module
-from tests.test_hostile import FORK_BOMB
+from tests.test_hostile import FORK_BOMB, TIMM_PROBE, forbid_packages_only
 
 
 def _engine_problem() -> str | None:
@@ -76,12 +76,13 @@ def hostile_in_containers(engine, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("docker-hostile")
     root = tmp / "course"
     shutil.copytree(TOY, root)
+    forbid_packages_only(root / "course.yaml")
     course = load_course(root / "course.yaml")
     hidden = root / "assignments" / "m1w01" / "hidden" / "test_h.py"
     snoop = (f"\nimport os\nprint('ROOT', sorted(os.listdir('/')))\n"
              f"print('SEES HIDDEN', os.path.exists({str(hidden)!r}))\n")
     sources = {"honest": HONEST_SOFTMAX, **{name: HONEST_SOFTMAX + code for name, code in HOSTILE.items()},
-               "snoop": HONEST_SOFTMAX + snoop}
+               "snoop": HONEST_SOFTMAX + snoop, "timm_probe": TIMM_PROBE}
     subs = [Submitted(name, write_module(tmp, name, source)) for name, source in sources.items()]
     before = _our_containers(engine)
     results = grade(course, root, "m1w01", subs, sandbox="docker")
@@ -111,6 +112,13 @@ def test_a_container_sees_neither_hidden_tests_nor_the_course(hostile_in_contain
     assert "SEES HIDDEN False" in output
     listing = output.split("ROOT", 1)[1].splitlines()[0]
     assert "'wire'" in listing and "'work'" not in listing, "only the wire (and the week's helpers) come from the host"
+
+
+@pytest.mark.slow
+def test_a_forbidden_package_is_absent_from_the_container(hostile_in_containers):
+    results, _, _ = hostile_in_containers
+    assert results["timm_probe"].earned == 5
+    assert "TIMM FILES 0" in results["timm_probe"].output, results["timm_probe"].output[-2000:]
 
 
 @pytest.mark.slow

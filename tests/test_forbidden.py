@@ -277,3 +277,124 @@ def test_transitive_reason_reads_once():
     for name in ("Block", "ViT"):
         assert parts[name].count("m1w01") == 1, parts[name]
         assert parts[name].count("torch.nn.MultiheadAttention") == 1, parts[name]
+
+
+# -- constructs that hide what code reaches (issue 10, item 1) ---------------------------------------
+
+A28 = src('''
+    import sys
+    import importlib
+    import torch
+
+    def attention(q, k, v):
+        return (q @ k.transpose(-2, -1)).softmax(-1) @ v
+
+    sys.meta_path[:] = [f for f in sys.meta_path if "Forbidden" not in type(f).__name__]
+    namespace = globals()
+    namespace["vi" + "t"] = importlib.import_module("ti" + "mm")
+    setattr(torch.nn.functional, "scaled_dot_" + "product_attention", torch.ops.aten.scaled_dot_product_attention)
+
+    class Block(vit.models.vision_transformer.Block):
+        pass
+    ''')
+
+
+def test_the_red_team_attack_forbids_the_whole_submission():
+    parts = forbidden_parts(A28, FORBIDDEN, week="m1w01")
+    assert set(parts) == {"*"}
+    assert "runs when the notebook loads" in parts["*"] and "line 8 uses sys.meta_path" in parts["*"]
+
+
+HIDING_IN_A_PART = [
+    ('import torch\n\ndef f(q):\n    return getattr(torch.nn.functional, "scaled_dot_" + "product_attention")(q, q, q)',
+     "getattr() with a computed name"),
+    ("import torch\n\ndef f(q):\n    return torch.ops.aten.scaled_dot_product_attention(q, q, q)", "torch.ops"),
+    ("import torch\n\ndef f(q):\n    return torch._scaled_dot_product_flash_attention_for_cpu(q, q, q)",
+     "torch's private name"),
+    ("import torch.nn.functional as F\n\ndef f(q):\n    return F.__dict__['scaled_dot' + '_product_attention']",
+     ".__dict__"),
+    ("import torch\n\ndef f(q):\n    return vars(torch.nn.functional)['x']", "vars()"),
+    ("import operator, torch\n\ndef f(q):\n    return operator.attrgetter('nn.x')(torch)", "operator.attrgetter"),
+    ("import functools, torch\n\ndef f(q):\n    return functools.reduce(getattr, ['nn', 'x'], torch)",
+     "getattr passed as a value"),
+    ("def f(q):\n    return __import__('ti' + 'mm')", "__import__"),
+    ("def f(q):\n    import importlib\n    return importlib.import_module('ti' + 'mm')", "importlib"),
+    ("import sys\n\ndef f(q):\n    return sys.modules['ti' + 'mm']", "sys.modules"),
+    ("import inspect, torch\n\ndef f(q):\n    return dict(inspect.getmembers(torch))['x']", "inspect.getmembers"),
+    ("import pickle\n\ndef f(q):\n    return pickle.loads(q)", "pickle"),
+    ("def f(q):\n    return eval('q')", "eval"),
+    ("def f(q):\n    return f.__globals__['torch']", ".__globals__"),
+    ("def f(q):\n    return object.__getattribute__(q, 'x' + 'y')", ".__getattribute__"),
+    ("import gc\n\ndef f(q):\n    return gc.get_objects()", "gc"),
+    ("import ctypes\n\ndef f(q):\n    return ctypes.pythonapi", "ctypes"),
+    ("def f(q):\n    from torch.nn.functional import *\n    return q", "from torch.nn.functional import *"),
+    ("import torch\n\ndef f(q):\n    return torch.library.Library('aten', 'IMPL')", "torch.library"),
+]
+
+
+@pytest.mark.parametrize("source, construct", HIDING_IN_A_PART, ids=[h[1] for h in HIDING_IN_A_PART])
+def test_hiding_inside_a_function_forbids_that_part_and_its_users(source, construct):
+    source = src(source) + "\n\ndef g(q):\n    return f(q) + 1\n\n\ndef h(q):\n    return q\n"
+    parts = forbidden_parts(source, FORBIDDEN, week="m1w01")
+    assert {"f", "g"} <= set(parts) and "h" not in parts and "*" not in parts, parts
+    assert construct in parts["f"] and "hides what the code reaches" in parts["f"]
+    assert "relies on `f`" in parts["g"]
+
+
+@pytest.mark.parametrize("source, construct", HIDING_IN_A_PART, ids=[h[1] for h in HIDING_IN_A_PART])
+def test_hiding_at_load_forbids_everything(source, construct):
+    body = src(source).replace("def f(q):\n    ", "q = 1\nif True:\n    ")
+    parts = forbidden_parts(body + "\n\ndef h(q):\n    return q\n", FORBIDDEN, week="m1w01")
+    assert set(parts) == {"*"}, parts
+
+
+FORBIDDEN_REACHED_OTHERWISE = [
+    ("import torch\n\ndef f(q):\n    fn = torch.nn.functional\n    return fn.scaled_dot_product_attention(q, q, q)",
+     SDPA, "an assigned alias"),
+    ("import torch\n\ndef f(q):\n    return [torch.nn.functional][0].scaled_dot_product_attention(q, q, q)",
+     SDPA, "an attribute of any expression"),
+    ("import torch\n\ndef f(q):\n    return torch._C._nn.scaled_dot_product_attention(q, q, q)", SDPA, "torch._C"),
+    ("import torch\n\ndef f(q):\n    torch.nn.functional.scaled_dot_product_attention = q\n    return q", SDPA,
+     "a write"),
+]
+
+
+@pytest.mark.parametrize("source, api, how", FORBIDDEN_REACHED_OTHERWISE, ids=[h[2] for h in FORBIDDEN_REACHED_OTHERWISE])
+def test_forbidden_api_reached_without_its_import_name(source, api, how):
+    parts = forbidden_parts(src(source), FORBIDDEN, week="m1w01")
+    assert set(parts) == {"f"}
+    assert api in parts["f"] or "hides" in parts["f"]
+
+
+def test_restoring_a_forbidden_function_at_load_forbids_everything():
+    source = "import torch\nimport torch.nn.functional as F\nF.scaled_dot_product_attention = torch.softmax\n"
+    assert set(forbidden_parts(source + "\ndef h(q):\n    return q\n", FORBIDDEN)) == {"*"}
+
+
+HONEST_DYNAMIC = [
+    ('import torch\n\nclass M(torch.nn.Module):\n    def __init__(self):\n        super().__init__()\n'
+     '        for i in range(2):\n            setattr(self, f"block{i}", torch.nn.Linear(2, 2))\n\n'
+     '    def forward(self, x):\n        return getattr(self, "block" + "0")(x)\n', "setattr on self"),
+    ("import sys\nimport math\n\ndef f(x):\n    print(sys.version, file=sys.stderr)\n    return math.sqrt(x)",
+     "sys.version and sys.stderr"),
+    ("import torch\n\ndef f(x):\n    return getattr(x, 'shape')", "getattr with a literal name"),
+    ("import torch\n\nact = lambda x: x * torch.sigmoid(x)\n\ndef f(x):\n    return (lambda y: y + 1)(act(x))",
+     "lambdas"),
+    ("import torch\n\nclass A(torch.nn.Module):\n    def scaled_dot_product_attention(self, q):\n        return q\n\n"
+     "    def forward(self, q):\n        return self.scaled_dot_product_attention(q)\n", "an own method of that name"),
+    ("import torch\n\ndef f(x):\n    return type(x).__name__ + x.__class__.__name__", "__name__ and __class__"),
+]
+
+
+@pytest.mark.parametrize("source, label", HONEST_DYNAMIC, ids=[h[1] for h in HONEST_DYNAMIC])
+def test_honest_code_is_not_refused(source, label):
+    assert forbidden_parts(src(source), FORBIDDEN) == {}
+
+
+def test_weeks_that_forbid_nothing_refuse_nothing():
+    assert forbidden_parts(A28, []) == {}
+
+
+def test_weeks_that_forbid_only_packages_leave_the_source_check_to_the_sandbox():
+    # the package is absent from the worker's sandbox; ctypes or importlib cannot bring it back
+    assert forbidden_parts("import ctypes\n\ndef f():\n    return ctypes.CDLL(None)\n", ["timm"]) == {}

@@ -30,6 +30,11 @@ from tests.conftest import HONEST_SOFTMAX, write_module
 needs_bwrap = pytest.mark.skipif(not bubblewrap_available(), reason="bubblewrap is not installed")
 
 PLACEHOLDER = "\ndef softmax(x):\n    raise NotImplementedError()\n"
+TIMM_PROBE = HONEST_SOFTMAX + """
+import os
+site = os.path.dirname(os.path.dirname(torch.__file__))
+print("TIMM FILES", len(os.listdir(os.path.join(site, "timm"))))
+"""
 
 
 def _grade_batch(toy, tmp_path: Path, hostile: dict[str, str], sandbox: str | None = None):
@@ -71,6 +76,14 @@ SNOOPER = ("\nimport os\nprint('TMP', sorted(os.listdir('/tmp')))\n"
            "print('OTHER PROCESSES', len([p for p in mine if int(p) != os.getpid()]))\n")
 
 
+def forbid_packages_only(course_yaml: Path) -> None:
+    """What the sandbox contains is under test, not the source check, which in a week that
+    forbids torch functions would refuse ctypes: the copy's week forbids only timm."""
+    text = course_yaml.read_text()
+    start = text.index("    forbidden:")
+    course_yaml.write_text(text[:start] + "    forbidden: [timm]\n" + text[text.index("\n", start) + 1:])
+
+
 def _with_prefix(source: str, line: str) -> str:
     return source.replace("def softmax(x):\n", f"def softmax(x):\n{line}")
 
@@ -86,6 +99,7 @@ def batch(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("hostile")
     root = tmp / "course"
     shutil.copytree(TOY, root)
+    forbid_packages_only(root / "course.yaml")
     toy = (load_course(root / "course.yaml"), root)
     secrets = [root / "assignments" / "m1w01" / "hidden" / "test_h.py", root / "reference" / "m1w01_toy.py"]
     results_path = tmp / "out" / "results.json"
@@ -117,6 +131,7 @@ def batch(tmp_path_factory):
         "forger": PLACEHOLDER + forger,
         "leaver": PLACEHOLDER + LEAVER,
         "snooper": PLACEHOLDER + SNOOPER,  # graded right after the leaver, by the same zygote
+        "timm_probe": TIMM_PROBE,
     }
     try:
         results, seconds = _grade_batch(toy, tmp, hostile)
@@ -287,3 +302,57 @@ def test_without_bubblewrap_the_audit_guard_still_refuses(toy, tmp_path):
     results, _ = _grade_batch(toy, tmp_path, {"probe": probe}, sandbox="none")
     assert results["probe"].output.count("REFUSED") == 3
     assert "ALLOWED" not in results["probe"].output
+
+
+# -- forbidden APIs, enforced where the submission cannot reach (issue 10, item 1) -------------------
+
+RED_TEAM = HONEST_SOFTMAX + """
+import sys, importlib
+sys.meta_path[:] = [f for f in sys.meta_path if "Forbidden" not in type(f).__name__]
+namespace = globals()
+namespace["vi" + "t"] = importlib.import_module("ti" + "mm")
+setattr(torch.nn.functional, "scaled_dot_" + "product_attention", torch.ops.aten.scaled_dot_product_attention)
+"""
+HIDDEN_IN_A_FUNCTION = """
+import torch
+
+def softmax(x):
+    return getattr(torch, "soft" + "max")(x, -1)
+"""
+
+
+@pytest.fixture(scope="module")
+def forbidding_batch(tmp_path_factory):
+    """The toy week forbids timm and scaled_dot_product_attention: the red team's attack and variations."""
+    import shutil
+
+    from autograder.config import load_course
+    from tests.conftest import TOY
+
+    root = tmp_path_factory.mktemp("forbidding") / "course"
+    shutil.copytree(TOY, root)
+    results, _ = _grade_batch((load_course(root / "course.yaml"), root), root.parent,
+                              {"red_team": RED_TEAM, "hidden_in_function": HIDDEN_IN_A_FUNCTION})
+    return results
+
+
+@pytest.mark.slow
+def test_the_red_team_attack_scores_zero(forbidding_batch):
+    result = forbidding_batch["red_team"]
+    assert result.earned == 0
+    assert "sys.meta_path" in _messages(result) and "runs when the notebook loads" in _messages(result)
+
+
+@pytest.mark.slow
+def test_reaching_a_function_by_a_computed_name_costs_that_part(forbidding_batch):
+    result = forbidding_batch["hidden_in_function"]
+    assert result.earned == 0
+    assert "getattr() with a computed name" in _messages(result)
+
+
+@needs_bwrap
+@pytest.mark.slow
+def test_a_forbidden_package_is_absent_from_the_sandbox(batch):
+    result = batch[0]["timm_probe"]
+    assert result.earned == 5
+    assert "TIMM FILES 0" in result.output, result.output[-2000:]

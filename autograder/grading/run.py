@@ -21,7 +21,8 @@ from typing import Callable
 from autograder.config import Course, GradingLimits, Week
 from autograder.layout import CoursePaths
 from autograder.sandbox.spec import new_run_id
-from autograder.submission.forbidden import find_forbidden, forbidden_parts
+from autograder.submission.forbidden import WHOLE_SUBMISSION, find_forbidden, forbidden_parts
+from autograder.submission.opaque import MODULE_LEVEL
 from autograder.submission.notebook import NotebookError, extract_module
 from autograder.testing.plugin import TestOutcome, entry_key, split_key
 
@@ -192,10 +193,12 @@ def _prepare(item: Submitted, index: int, work: Path, forbidden: list[str], week
     findings = find_forbidden(module.source, forbidden)
     for finding in findings:
         result.notes.append(f"line {finding.line}: {finding.api} is not allowed in {week}"
-                            + (f" (in `{finding.owner}`)" if finding.owner != "<module>" else ""))
+                            + (f" (in `{finding.owner}`)" if finding.owner != MODULE_LEVEL else ""))
+    parts = forbidden_parts(module.source, forbidden, week)
+    if WHOLE_SUBMISSION in parts:
+        result.notes.append(parts[WHOLE_SUBMISSION])
     return {"name": item.name, "module_path": str(module_path), "only": item.only,
-            "skip_kinds": list(item.skip_kinds),
-            "forbidden_parts": forbidden_parts(module.source, forbidden, week)}
+            "skip_kinds": list(item.skip_kinds), "forbidden_parts": parts}
 
 
 def _suite_config(root: Path, week: Week, suite_dir: Path, prepared: list[dict], trusted: list[dict],

@@ -3,7 +3,8 @@
 bubblewrap, where it is installed, gives the worker its own network (none), process
 and mount namespaces: it sees the Python installation, the engine package, the
 submission and the released helpers, read-only, and a small private /tmp; nothing of
-the course (hidden tests, references, results). Run as root, the worker drops to
+the course (hidden tests, references, results), and not the packages its week forbids
+(an empty folder is mounted over each). Run as root, the worker drops to
 `nobody` before student code runs so that the process limit applies. Resource limits
 and the wall-clock timeouts of the client apply in every case.
 """
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import autograder
 from autograder.sandbox.host import OutputTail, WorkerHost
-from autograder.sandbox.spec import HELPERS_DIR, RUN_ENV, SUBMISSION_DIR, WorkerSpec
+from autograder.sandbox.spec import HELPERS_DIR, RUN_ENV, SUBMISSION_DIR, WorkerSpec, package_locations
 
 
 def bubblewrap_available() -> bool:
@@ -113,6 +114,9 @@ class LocalZygote(WorkerHost):
             args += ["--ro-bind-try", f"/etc/{etc}", f"/etc/{etc}"]
         for path in _python_paths():
             args += _parent_dirs(path) + ["--ro-bind", path, path]
+        for package in spec.hidden_packages:  # the week forbids it: it is not there to be imported
+            for place in package_locations(package):
+                args += ["--tmpfs", str(place)] if place.is_dir() else ["--ro-bind", "/dev/null", str(place)]
         for device in sorted(Path("/dev").glob("nvidia*")):  # a GPU, where the host has one
             args += ["--dev-bind", str(device), str(device)]
         if any(Path("/dev").glob("nvidia*")):

@@ -3,7 +3,8 @@
 Each container runs the same worker as the local sandbox (`autograder.sandbox.worker`),
 from the course's grader image, as `nobody`, with no network, a read-only root, a small
 tmpfs, no capabilities, `no-new-privileges`, and memory, CPU and process limits from
-course.yaml. It sees two folders of the host: the released helpers of the week
+course.yaml, and an empty folder mounted over each package its week forbids. It sees
+two folders of the host: the released helpers of the week
 (read-only) and a private folder holding one Unix socket, through which the worker
 connects back to the trusted side; everything after that (the submission's source, the
 child's own socket and output pipe) travels over that socket exactly as in the local
@@ -28,7 +29,7 @@ from pathlib import Path
 
 import autograder
 from autograder.sandbox.host import WorkerHost
-from autograder.sandbox.spec import HELPERS_DIR, SUBMISSION_DIR, WorkerSpec
+from autograder.sandbox.spec import HELPERS_DIR, SUBMISSION_DIR, WorkerSpec, package_locations
 
 IMAGE = "vitssl-grader:latest"
 LOCK_LABEL = "org.vitssl.uv-lock"
@@ -37,6 +38,7 @@ RUN_LABEL = "org.vitssl.grading-run"
 WIRE_DIR = "/wire"
 PLATFORM = Path(autograder.__file__).resolve().parent.parent  # where uv.lock and docker/ live
 PYTHON = "/opt/course/.venv/bin/python"
+SITE_PACKAGES = "/opt/course/site-packages"  # a link the Dockerfile makes to the image's purelib
 
 
 class DockerUnavailable(RuntimeError):
@@ -63,9 +65,10 @@ def lock_digest() -> str:
 
 
 def engine_digest() -> str:
-    """A digest of the worker's code: an image with other code would grade differently."""
+    """A digest of the worker's code and the image's recipe: an image with other code would
+    grade differently."""
     package = Path(autograder.__file__).resolve().parent
-    digest = hashlib.sha256()
+    digest = hashlib.sha256((PLATFORM / "docker" / "Dockerfile").read_bytes())
     for path in sorted(package.rglob("*.py")):
         digest.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:16]
@@ -147,10 +150,13 @@ class ContainerZygote(WorkerHost):
         volumes = {str(self._wire): {"bind": WIRE_DIR, "mode": "rw"}}
         if spec.release_root is not None and Path(spec.release_root).is_dir():
             volumes[str(Path(spec.release_root).resolve())] = {"bind": HELPERS_DIR, "mode": "ro"}
+        tmpfs = {"/tmp": f"size={limits.tmp_size_mb}m,mode=1777", "/dev/shm": "size=64m,mode=1777"}
+        for package in spec.hidden_packages:  # the week forbids it: an empty folder in its place
+            for place in (p for p in package_locations(package) if p.is_dir()):
+                tmpfs[f"{SITE_PACKAGES}/{place.name}"] = "size=1k,mode=0555"
         self.container = engine.containers.run(
             spec.image, [PYTHON, "-m", "autograder.sandbox.worker", json.dumps(config)],
-            detach=True, user="65534:65534", network_mode="none", read_only=True,
-            tmpfs={"/tmp": f"size={limits.tmp_size_mb}m,mode=1777", "/dev/shm": "size=64m,mode=1777"},
+            detach=True, user="65534:65534", network_mode="none", read_only=True, tmpfs=tmpfs,
             cap_drop=["ALL"], security_opt=["no-new-privileges"], mem_limit=f"{limits.memory_mb}m",
             memswap_limit=f"{limits.memory_mb}m", pids_limit=limits.processes + 64,
             nano_cpus=int(max(1, spec.threads) * 1e9), volumes=volumes, working_dir="/tmp",

@@ -58,10 +58,12 @@ class OutputTail:
 
 
 class WorkerHost(ABC):
-    """A booted or booting zygote, seen from the trusted side. Subclasses set `sandbox` (its
-    name), `sock` (the control socket), `boot_output`, and the flags `booted` (it said so) and
-    `reusable` (it can serve another child after this one)."""
+    """A booted or booting zygote, seen from the trusted side. Subclasses set `spec` (the recipe
+    it was started from: its sandbox hides that spec's packages), `sandbox` (its name), `sock`
+    (the control socket), `boot_output`, and the flags `booted` (it said so) and `reusable` (it
+    can serve another child after this one)."""
 
+    spec: WorkerSpec
     sandbox: str
     booted: bool = False
     reusable: bool = False
@@ -88,7 +90,6 @@ class WorkerHost(ABC):
     @abstractmethod
     def kill(self) -> None:
         """Kill the zygote, its children and everything they started."""
-
 
     def spawn(self, spec: WorkerSpec) -> tuple[socket.socket, OutputTail]:
         """Fork a child for this submission: its own socket, and its output."""

@@ -53,6 +53,33 @@ class WorkerSpec:
     gpu: str = "prefer"                   # never | prefer | require (docker backend)
     gpu_index: int = 0                    # which GPU, where there are several
 
+    @property
+    def hidden_packages(self) -> tuple[str, ...]:
+        """The top-level packages the week forbids: absent from the worker's view (its mount
+        namespace or container), not merely refused by a guard that student code could undo."""
+        return tuple(sorted({name for name in self.forbidden if "." not in name}))
+
+
+def package_locations(name: str) -> list[Path]:
+    """Where an installed top-level package lives on this machine: its folder or file, any
+    `.libs` folder beside it, and its metadata; found without importing it."""
+    import importlib.util
+
+    try:
+        found = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return []
+    if found is None:
+        return []
+    places = [Path(p) for p in (found.submodule_search_locations or [])]
+    if not places and found.origin and found.origin not in ("built-in", "frozen"):
+        places = [Path(found.origin)]
+    for place in list(places):
+        site = place.parent
+        places += [p for p in site.glob(f"{name}.libs") if p.is_dir()]
+        places += [p for p in site.glob(f"{name}-*.dist-info") if p.is_dir()]
+    return places
+
 
 def new_run_id() -> str:
     return uuid.uuid4().hex[:12]

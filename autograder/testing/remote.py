@@ -58,7 +58,7 @@ class WorkerClient:
     def start(self) -> None:
         """Take a zygote (booted or booting) for this submission, without waiting for it."""
         if self.zygote is None:
-            self.zygote = self.pool.acquire()
+            self.zygote = self.pool.acquire(self.spec)
             self.generation += 1
             self._ready = False
 
@@ -88,7 +88,7 @@ class WorkerClient:
         self.names = hello.get("names") if isinstance(hello.get("names"), dict) else {}
         self.device = str(hello.get("device", ""))[:80]
         self._ready = True
-        self.pool.warm()  # the next submission's zygote boots while this one is tested
+        self.pool.warm(spec=self.spec)  # the next submission's zygote boots while this one is tested
         if error:
             info = student_error(error)
             self.import_error = f"running your notebook's code failed: {info}"

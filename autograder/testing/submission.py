@@ -19,6 +19,8 @@ from typing import Any, Callable
 
 import torch
 
+from autograder.submission.forbidden import WHOLE_SUBMISSION
+
 from autograder.testing.errors import ForbiddenAPIUsed, MissingName
 
 
@@ -39,8 +41,9 @@ class Submission(abc.ABC):
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
             raise AttributeError(name)
-        if name in self._forbidden_parts:
-            raise ForbiddenAPIUsed(self._forbidden_parts[name])
+        reason = self._forbidden_parts.get(name) or self._forbidden_parts.get(WHOLE_SUBMISSION)
+        if reason:
+            raise ForbiddenAPIUsed(reason)
         if not self.has(name):
             raise MissingName(name)
         return self._lookup(name)
