@@ -36,6 +36,7 @@ def test_write_variants_reports_stale_mutants(toy, tmp_path):
     stale = root / "assignments" / "m1w01" / "mutants" / "stale.yaml"
     stale.write_text("bug: gone\ncatches: [test_softmax_values]\nreplace:\n  - find: 'no such line'\n    with: x\n")
     key, variants, problems = write_variants(course, root, "m1w01", tmp_path)
+    variants = [v for v in variants if v.name.startswith("mutant:")]
     assert [v.name for v in variants] == ["mutant:no_max_shift"]
     assert variants[0].only == ["test_softmax_large_logits"]
     assert "torch.exp(x)\n" in variants[0].path.read_text()
@@ -55,6 +56,8 @@ def test_toy_week_verification_names_every_problem(toy):
     rows = {row[0]: row for row in verdict.rows}
     assert rows["answer key"][2] == "full marks" and rows["release"][2] == "zero"
     assert rows["mutant:no_max_shift"][2].startswith("caught by test_softmax_large_logits")
+    for kind in ("constant", "identity", "copy"):
+        assert rows[f"null:softmax:{kind}"][2].startswith("earns nothing"), rows[f"null:softmax:{kind}"]
     assert verdict.problems == [
         "only 1 usable mutants in assignments/m1w01/mutants (at least 6): write more plausible student bugs as mutants",
         "mutant:no_max_shift lists test_softmax_shape in catches, but it passes: update the list",

@@ -8,10 +8,10 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from rich.markup import escape
 from rich.table import Table
 
-from autograder.commands.context import UsageError, console, err, find_course_file, open_course, pick_weeks
+from autograder.commands.context import (UsageError, console, err, find_course_file, open_course, pick_weeks,
+                                         styled)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -67,7 +67,7 @@ def cmd_new_week(args: argparse.Namespace) -> int:
     for path in skeleton.files:
         console.print(f"  wrote {path.relative_to(root) if path.is_relative_to(root) else path}")
     console.print(f"""
-[bold]{args.week} has a skeleton.[/bold] Next:
+{args.week} has a skeleton. Next:
   1. course build {args.week}    writes release/{args.week}/ from the reference
   2. course verify {args.week}   grades the answer key, the release and the mutant, and says
                           what the week still lacks (gradient and convergence tests, mutants)
@@ -96,11 +96,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
             table.add_row(*row)
         console.print(table)
         if verdict.ok:
-            console.print(f"[green]{verdict.week} verified[/green]")
+            console.print(f"{verdict.week} verified", style="green")
         else:
             failed += 1
             for problem in verdict.problems:
-                console.print(f"[red]{verdict.week}:[/red] {escape(problem)}")
+                console.print(styled((f"{verdict.week}: ", "red"), problem))
     console.print(f"{len(verdicts) - failed} of {len(verdicts)} weeks verified in {time.monotonic() - started:.0f} s")
     return 1 if failed else 0
 

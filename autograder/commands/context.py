@@ -8,13 +8,21 @@ import getpass
 from pathlib import Path
 
 from rich.console import Console
+from rich.text import Text
 
 import autograder
 from autograder.config import Course, load_course
 from autograder.layout import COURSE_FILE
 
-console = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+# No markup and no emoji codes: text from submissions (messages, ids, file names) is printed as
+# it is, never read as `[red]` or `:train:`. Styles go through `styled`.
+console = Console(highlight=False, markup=False, emoji=False)
+err = Console(stderr=True, highlight=False, markup=False, emoji=False)
+
+
+def styled(*pieces: str | tuple[str, str]) -> Text:
+    """Text from pieces, each plain or (text, style): only the styles given here apply."""
+    return Text.assemble(*pieces)
 
 
 class UsageError(Exception):

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from autograder.commands import instructor
-from autograder.commands.context import console, open_course
+from autograder.commands.context import console, open_course, styled
 from autograder.config import load_course
 
 
@@ -25,8 +25,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     root = demo.make_demo_course(repo, target, args.week)
     course = load_course(root / "course.yaml")
     week, settings = course.week(args.week), settings_from_course(course)
-    console.print(f"[bold]A demo course for {week.id} ({week.title})[/bold] in {target}\n"
-                  f"  course: {root}\n  nbgrader exchange: {settings.exchange}")
+    console.print(styled((f"A demo course for {week.id} ({week.title})", "bold"),
+                         f" in {target}\n  course: {root}\n  nbgrader exchange: {settings.exchange}"))
     steps = _Steps()
 
     with steps("the instructor releases the week", f"course release {week.id}"):
@@ -45,9 +45,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
             console.print(f"  {item.student}: {item.html}")
     with steps("the instructor reads the gradebook", "course gradebook --html report.html"):
         report = instructor.print_gradebook(course, root, None, target / "report.html")
-    console.print(f"\n[bold]Done in {steps.total:.0f} s.[/bold] Open the report: {report.as_uri()}\n"
-                  f"Go on with the same commands on the demo course: "
-                  f"course --course {root / 'course.yaml'} gradebook")
+    console.print(styled((f"\nDone in {steps.total:.0f} s.", "bold"), f" Open the report: {report.as_uri()}\n"
+                         f"Go on with the same commands on the demo course: "
+                         f"course --course {root / 'course.yaml'} gradebook"))
     return 0
 
 
@@ -63,10 +63,10 @@ class _Steps:
         @contextmanager
         def step():
             self.number += 1
-            console.print(f"\n[bold]{self.number}. {what}[/bold]  [dim]({command})[/dim]")
+            console.print(styled((f"\n{self.number}. {what}", "bold"), "  ", (f"({command})", "dim")))
             started = time.monotonic()
             yield
             self.total += time.monotonic() - started
-            console.print(f"  [dim]{time.monotonic() - started:.1f} s[/dim]")
+            console.print(f"  {time.monotonic() - started:.1f} s", style="dim")
 
         return step()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from autograder.commands.context import UsageError, console, open_course, sandbox_of, settings_of
+from autograder.commands.context import UsageError, console, open_course, sandbox_of, settings_of, styled
 from autograder.config import Course
 from autograder.layout import CoursePaths
 
@@ -36,15 +36,15 @@ def cmd_grade(args: argparse.Namespace) -> int:
 
 def _print_result(result) -> None:
     if result.error and not result.tests:
-        console.print(f"[red]Not graded:[/red] {result.error}")
+        console.print(styled(("Not graded: ", "red"), result.error))
     for note in result.notes:
-        console.print(f"[yellow]note:[/yellow] {note}")
+        console.print(styled(("note: ", "yellow"), note))
     if result.tests:
         table = Table()
         for column in ("test", "kind", "points", "result"):
             table.add_column(column)
         for t in result.tests:
-            verdict = "[green]passed[/green]" if t.passed else f"[red]failed[/red] {t.message[:160]}"
+            verdict = styled(("passed", "green")) if t.passed else styled(("failed ", "red"), t.message[:160])
             table.add_row(t.name, t.kind, f"{t.points if t.passed else 0:g}/{t.points:g}", verdict)
         console.print(table)
     console.print(f"total: {result.earned:g} / {result.possible:g}   "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from autograder.commands.context import UsageError, console, open_course, settings_of, student_of
+from autograder.commands.context import UsageError, console, open_course, settings_of, student_of, styled
 from autograder.layout import CoursePaths
 
 
@@ -25,7 +25,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     try:
         exec(compile(module.source, str(notebook), "exec"), namespace)
     except Exception as exc:  # the student's own code, on the student's own machine
-        console.print(f"[red]Running your notebook's code failed:[/red] {type(exc).__name__}: {exc}")
+        console.print(styled(("Running your notebook's code failed: ", "red"), f"{type(exc).__name__}: {exc}"))
         return 0
     tests = find_public_tests(args.week, root, notebook)
     try:

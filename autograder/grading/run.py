@@ -39,6 +39,7 @@ class Submitted:
     path: Path
     only: list[str] | None = None
     skip_kinds: tuple[str, ...] = ()  # kinds of test to leave out (a platform test that needs no training run)
+    exhaustive: bool = False  # run every test `only` names, even in a run that stops at a mutant's first catch
 
 
 @dataclass
@@ -198,7 +199,7 @@ def _prepare(item: Submitted, index: int, work: Path, forbidden: list[str], week
     if WHOLE_SUBMISSION in parts:
         result.notes.append(parts[WHOLE_SUBMISSION])
     return {"name": item.name, "module_path": str(module_path), "only": item.only,
-            "skip_kinds": list(item.skip_kinds), "forbidden_parts": parts}
+            "skip_kinds": list(item.skip_kinds), "forbidden_parts": parts, "exhaustive": item.exhaustive}
 
 
 def _suite_config(root: Path, week: Week, suite_dir: Path, prepared: list[dict], trusted: list[dict],

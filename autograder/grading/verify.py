@@ -1,8 +1,9 @@
 """Proving a week's suite: the answer key earns full marks, the released notebook zero,
-every mutant loses points, and the suite has all four kinds of check.
+every mutant loses points, code that does nothing (nulls.py) earns nothing beyond shape
+tests, and the suite has all four kinds of check.
 
-All variants are graded in one pytest process (the trusted imports are paid once),
-and a mutant runs only the tests its `catches` list names.
+All variants are graded in one pytest process (the trusted imports are paid once), a
+mutant runs only the tests its `catches` list names, and a null only its part's tests.
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ import nbformat
 
 from autograder.config import Course
 from autograder.grading.mutants import MutantError, load_mutants
+from autograder.grading.nulls import null_variants
 from autograder.grading.run import Batch, GradeResult, Submitted, grade_batches
 from autograder.layout import CoursePaths
-from autograder.pipeline.build import source_notebook
+from autograder.pipeline.build import check_part, hidden_test_names, source_notebook
 from autograder.pipeline.week_info import WEEK_INFO, read_week_info
 from autograder.submission.notebook import extract_module
 from autograder.testing.plugin import KINDS
+from gradebook.parts import part_of
 
 MIN_MUTANTS = 6
 WHAT_TO_WRITE = {
@@ -59,19 +62,22 @@ def answer_key_source(course: Course, root: Path, week_id: str) -> str:
 
 
 def write_variants(course: Course, root: Path, week_id: str, folder: Path) -> tuple[Path, list[Submitted], list[str]]:
-    """The answer key notebook and one module per mutant, written to `folder`.
+    """The answer key notebook and one module per mutant and per null variant, written to `folder`.
 
-    Returns the key, the mutants as submissions (each limited to the tests that should catch
-    it) and the problems found on the way (mutants that no longer apply).
+    Returns the key, the variants as submissions (a mutant limited to the tests that should
+    catch it, a null to its part's tests) and the problems found on the way (mutants that no
+    longer apply).
     """
     key = folder / "answer_key.ipynb"
-    nbformat.write(source_notebook(course, course.week(week_id), root), key)
+    notebook = source_notebook(course, course.week(week_id), root)
+    nbformat.write(notebook, key)
     key_source = extract_module(key).source
     variants, problems = [], []
     try:
         found = load_mutants(CoursePaths(root).mutants(week_id))
     except MutantError as exc:
-        return key, [], [str(exc)]
+        found = []
+        problems.append(str(exc))
     for mutant in found:
         try:
             source = mutant.apply(key_source)
@@ -81,7 +87,21 @@ def write_variants(course: Course, root: Path, week_id: str, folder: Path) -> tu
         path = folder / f"mutant_{mutant.name}.py"
         path.write_text(source)
         variants.append(Submitted(f"mutant:{mutant.name}", path, mutant.catches))
-    return key, variants, problems
+    return key, variants + _null_submissions(notebook, week_id, key_source, root, folder), problems
+
+
+def _null_submissions(notebook, week_id: str, key_source: str, root: Path, folder: Path) -> list[Submitted]:
+    cells = [(c.source, check_part(c, week_id)) for c in notebook.cells if c.cell_type == "code"]
+    parts = [p for _, p in cells if p]
+    tests = hidden_test_names(CoursePaths(root).suite(week_id, "hidden"))
+    nulls = []
+    for variant in null_variants(cells):
+        path = folder / f"null_{variant.part}_{variant.kind}.py"
+        path.write_text(variant.source(key_source))
+        mine = [t for t in tests if part_of(t, parts) == variant.part]
+        if mine:
+            nulls.append(Submitted(variant.name, path, mine, exhaustive=True))
+    return nulls
 
 
 def verify_week(course: Course, root: Path, week_id: str, sandbox: str | None = None,
@@ -113,12 +133,13 @@ def verify_weeks(course: Course, root: Path, week_ids: list[str], sandbox: str |
             folder.mkdir()
             key, variants, problems = write_variants(course, root, week_id, folder)
             check.problems += problems
-            if len(variants) < MIN_MUTANTS:
-                check.problems.append(f"only {len(variants)} usable mutants in assignments/{week_id}/mutants "
+            mutants = [v for v in variants if v.name.startswith("mutant:")]
+            if len(mutants) < MIN_MUTANTS:
+                check.problems.append(f"only {len(mutants)} usable mutants in assignments/{week_id}/mutants "
                                       f"(at least {MIN_MUTANTS}): write more plausible student bugs as mutants")
             batches.append(Batch(week_id, [Submitted("answer key", key), Submitted("release", release_nb)] + variants,
                                  in_process=[Submitted(IN_PROCESS_KEY, key)], in_process_skip=("convergence",)))
-            check.catches = {v.name: v.only or [] for v in variants}
+            check.catches = {v.name: v.only or [] for v in mutants}
         results = grade_batches(course, root, batches, sandbox=sandbox, until_caught=not all_catches)
     for batch in batches:
         check = checks[batch.week]
@@ -189,6 +210,8 @@ def _judge(check: Verification, results: dict[str, GradeResult]) -> None:
         passed = [t.name for t in release.tests if t.passed]
         check.problems.append(f"the released notebook earns points: {', '.join(passed) or release.error}")
     for name, result in results.items():
+        if name.startswith("null:"):
+            _judge_null(check, name, result)
         if not name.startswith("mutant:"):
             continue
         caught = [t.name for t in result.tests if not t.passed]
@@ -197,3 +220,19 @@ def _judge(check: Verification, results: dict[str, GradeResult]) -> None:
         check.rows.append((name, f"{result.earned:g}/{result.possible:g}", verdict))
         if not caught:
             check.problems.append(f"{name} loses no points" + (f" ({result.error})" if result.error else ""))
+
+
+def _judge_null(check: Verification, name: str, result: GradeResult) -> None:
+    """Code that does nothing earns nothing beyond the shape tests of its part."""
+    earning = [t for t in result.tests if t.passed and t.kind != "shape"]
+    shapes = sum(t.points for t in result.tests if t.passed and t.kind == "shape")
+    verdict = "earns nothing" + (f" beyond {shapes:g} shape points" if shapes else "")
+    if not result.tests:
+        verdict = "NOT GRADED"
+        check.problems.append(f"{name} was not graded: {result.error or '?'}")
+    elif earning:
+        verdict = f"EARNS {sum(t.points for t in earning):g} points"
+        check.problems.append(f"{name} (the part's code replaced by one that does nothing) passes "
+                              + ", ".join(f"{t.name} ({t.kind})" for t in earning[:6])
+                              + ": these tests must compare with an independent truth the code cannot fake")
+    check.rows.append((name, f"{result.earned:g}/{result.possible:g}", verdict))

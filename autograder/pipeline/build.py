@@ -189,22 +189,33 @@ def hidden_suite_size(folder: Path, parts: list[str] | None = None) -> dict:
     from gradebook.parts import part_of
 
     tests, points, per_part = 0, 0.0, {p: 0.0 for p in parts or []}
+    for node, literals in _test_functions(folder):
+        cases = _parametrized_cases(node, literals)
+        tests += cases
+        points += cases * _points_marker(node)
+        part = part_of(node.name, list(per_part))
+        if part is not None:
+            per_part[part] += cases * _points_marker(node)
+    size = {"tests": tests, "points": points}
+    if parts is not None:
+        size["parts"] = per_part
+    return size
+
+
+def hidden_test_names(folder: Path) -> list[str]:
+    """The names of a suite's test functions, read from its source."""
+    return [node.name for node, _ in _test_functions(folder)]
+
+
+def _test_functions(folder: Path):
+    """Each test function of a suite's files, with its module's literal assignments."""
     for path in sorted(folder.glob("test_*.py")) if folder.is_dir() else []:
         tree = ast.parse(path.read_text())
         literals = {t.id: n.value for n in tree.body if isinstance(n, ast.Assign)
                     for t in n.targets if isinstance(t, ast.Name)}
         for node in ast.walk(tree):
             if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"):
-                cases = _parametrized_cases(node, literals)
-                tests += cases
-                points += cases * _points_marker(node)
-                part = part_of(node.name, list(per_part))
-                if part is not None:
-                    per_part[part] += cases * _points_marker(node)
-    size = {"tests": tests, "points": points}
-    if parts is not None:
-        size["parts"] = per_part
-    return size
+                yield node, literals
 
 
 def _parametrized_cases(node: ast.FunctionDef, literals: dict[str, ast.expr]) -> int:

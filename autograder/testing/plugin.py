@@ -324,7 +324,7 @@ def plugin_from_config(config: dict) -> SubmissionPlugin:
             parts = item.get("forbidden_parts", {})
             entries.append(SubmissionEntry(
                 name=entry_key(suite["week"], item["name"]), only=item.get("only"), suite=folder,
-                until_caught=bool(item.get("only")) and bool(config.get("until_caught")),
+                until_caught=bool(item.get("only")) and bool(config.get("until_caught")) and not item.get("exhaustive"),
                 budget_s=config.get("submission_timeout_s"), client=client,
                 skip_kinds=tuple(item.get("skip_kinds", ())), factory=lambda c=client, p=parts: RemoteSubmission(c, p)))
         for item in suite.get("in_process", []):
