@@ -135,3 +135,46 @@ def test_locked_cells_edited_by_a_student_are_shown_as_released(graded, tmp_path
     text = page_text(done.html)
     assert "FAKE" not in text
     assert 'check("m1w01","softmax")' in re.sub(r"\s+", "", text), "the released cell, highlighted"
+
+
+@pytest.mark.slow
+def test_a_tampered_notebook_gets_feedback_like_anyone_else(graded, tmp_path):
+    """Malformed or forged nbgrader metadata once failed nbgrader's feedback with KeyError 'grade_id'."""
+    course, root, settings, _ = graded
+    submitted = root / ".course-work" / "submitted" / "bob" / WEEK / "m1w01_toy.ipynb"
+    original = submitted.read_text()
+    nb = nbformat.read(submitted, as_version=4)
+    for cell in nb.cells:
+        if "nbgrader" in cell.metadata:
+            cell.metadata["nbgrader"].pop("grade_id", None)
+    forged = nbformat.v4.new_code_cell('print("FORGED: 100/100")')
+    forged.metadata["nbgrader"] = {"grade": True, "solution": False, "points": 100, "grade_id": "part-forged",
+                                   "locked": True, "schema_version": 3}
+    odd = nbformat.v4.new_code_cell("x = 1")
+    odd.metadata["nbgrader"] = "not a dict"
+    nb.cells += [forged, odd]
+    submitted.write_text(nbformat.writes(nb))
+    try:
+        (done,) = feedback_week(course, root, WEEK, settings, students=["bob"], release=False)
+    finally:
+        submitted.write_text(original)
+    text = page_text(done.html)
+    assert "[FAILED] softmax is stable for large logits" in text
+    assert "0 of 4 hidden tests passed" in text
+
+
+@pytest.mark.slow
+def test_on_a_shared_account_a_student_fetches_only_their_own_feedback(graded, tmp_path):
+    """Two students submitting from one OS account share nbgrader's cache, whose fetch once
+    returned every student's pages (and told the student to open the newest, a classmate's)."""
+    course, root, settings, cache = graded
+    feedback_week(course, root, WEEK, settings)
+    shared = tmp_path / "shared-cache"
+    for student in ("alice", "bob"):
+        shutil.copytree(cache / student, shared, dirs_exist_ok=True)
+    work = tmp_path / "lab-machine"
+    bobs = fetch_feedback_week(WEEK, "bob", work, settings, cache=shared)
+    alices = fetch_feedback_week(WEEK, "alice", work, settings, cache=shared)  # same folder, after bob
+    assert len(bobs) == 1 and len(alices) == 1 and bobs != alices
+    assert "0 of 4 hidden tests passed" in page_text(bobs[0])
+    assert "4 of 4 hidden tests passed" in page_text(alices[0])

@@ -209,12 +209,34 @@ def test_unwritable_exchange(course, tmp_path, monkeypatch):
     if os.geteuid() == 0:  # root may write anywhere; judge by the mode bits as a user would
         monkeypatch.setattr(exchange_module, "writable", lambda p: bool(p.stat().st_mode & 0o200))
     try:
-        with pytest.raises(WorkflowError, match=r"not writable by this user.*chmod 777"):
+        with pytest.raises(WorkflowError, match=r"not writable by this user.*chmod 1777"):
             release_week(course_, root, WEEK, settings)
         with pytest.raises(WorkflowError, match=r"not writable"):
             fetch_week(WEEK, "alice", tmp_path / "alice", settings)
     finally:
         settings.exchange.chmod(0o755)
+
+
+def test_a_world_writable_exchange_needs_the_sticky_bit(course, tmp_path):
+    """Without it, any student may rename or delete the course's folder in the exchange."""
+    course_, root, settings = course
+    settings.exchange.chmod(0o777)
+    with pytest.raises(WorkflowError, match=r"without the sticky bit.*sudo chmod \+t"):
+        release_week(course_, root, WEEK, settings)
+    settings.exchange.chmod(0o1777)
+    release_week(course_, root, WEEK, settings)
+
+
+def test_submissions_cannot_be_listed_or_guessed_by_classmates(course, tmp_path):
+    course_, root, settings = course
+    release_week(course_, root, WEEK, settings)
+    fetch_solve_submit("alice", tmp_path, settings)
+    inbound = settings.exchange / "toy" / "inbound"
+    assert inbound.stat().st_mode & 0o004 == 0, "others may not list the inbound folder"
+    (name,) = [p.name for p in inbound.iterdir()]
+    assert len(name.split("+")) == 4 and len(name.split("+")[3]) >= 12, "a random part no classmate can guess"
+    feedback = settings.exchange / "toy" / "feedback"
+    assert not feedback.exists() or feedback.stat().st_mode & 0o004 == 0
 
 
 def test_not_released_yet_and_nothing_to_collect(course, tmp_path):

@@ -1,13 +1,23 @@
-"""Checks on the exchange folder, and running nbgrader's exchange steps."""
+"""Checks on the exchange folder, and running nbgrader's exchange steps.
+
+nbgrader's exchange is shared by every account on the machine. What nbgrader leaves open and
+the course closes: a world-writable root without the sticky bit lets any student rename or
+delete the course's folder (refused here, with the command that fixes it); submissions land
+in an `inbound` folder others cannot list, under names that end in a random string (kept on,
+whatever a site's config says); feedback pages are named by a hash of a secret that only the
+submitting student's cache holds, and `fetch_feedback_week` looks only at that student's
+entries of the cache, which a shared account shares.
+"""
 
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 from autograder.workflow.settings import WorkflowError, WorkflowSettings
 
-HOW_TO_CREATE = "create it once, as an administrator: sudo mkdir -p {root} && sudo chmod 777 {root}"
+HOW_TO_CREATE = "create it once, as an administrator: sudo mkdir -p {root} && sudo chmod 1777 {root}"
 
 
 def writable(path: Path) -> bool:
@@ -27,8 +37,24 @@ def check_exchange(settings: WorkflowSettings) -> Path:
         raise WorkflowError(f"the nbgrader exchange {root} is not a folder; remove it, then {how}")
     if not writable(root):
         raise WorkflowError(f"the nbgrader exchange folder {root} is not writable by this user; "
-                            f"make it writable for everyone: sudo chmod 777 {root}")
+                            f"make it writable for everyone, with the sticky bit: sudo chmod 1777 {root}")
+    mode = root.stat().st_mode
+    if mode & stat.S_IWOTH and not mode & stat.S_ISVTX:
+        raise WorkflowError(f"the nbgrader exchange folder {root} is writable for everyone without the sticky bit, "
+                            f"so any student could rename or delete the course's folder in it; "
+                            f"set the sticky bit: sudo chmod +t {root}")
     return root
+
+
+def keep_sticky(root: Path) -> None:
+    """nbgrader's release sets the exchange root's mode to 0777 when it differs, which clears the
+    sticky bit; put it back where this user may (the owner, or an administrator)."""
+    mode = root.stat().st_mode
+    if mode & stat.S_IWOTH and not mode & stat.S_ISVTX:
+        try:
+            os.chmod(root, stat.S_IMODE(mode) | stat.S_ISVTX)
+        except PermissionError:
+            pass  # the next check_exchange says what to run
 
 
 def course_folder(settings: WorkflowSettings, week_id: str, released: bool = True) -> Path:

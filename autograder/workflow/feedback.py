@@ -21,6 +21,7 @@ clear them. `feedback_config` adds ClearHiddenTests.
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import shutil
@@ -99,7 +100,9 @@ def write_feedback_notebook(root: Path, week_id: str, title: str, student: str, 
     submitted = submitted_folder(root) / student / week_id
     target = CoursePaths(Path(root)).work("autograded") / student / week_id
     results = json.loads((target / "results.json").read_text())
-    notebook, problem = _base_notebook(submitted, CoursePaths(Path(root)).release(week_id) / info["notebook"])
+    released = CoursePaths(Path(root)).release(week_id) / info["notebook"]
+    notebook, problem = _base_notebook(submitted, released)
+    _trust_only_released_metadata(notebook, nbformat.read(released, as_version=4))
     notebook = _restore_locked_cells(notebook, week_id, info["notebook"], student, config)
     _annotate(notebook, results, info.get("parts", []), title, problem)
     path = target / info["notebook"]
@@ -122,6 +125,20 @@ def _base_notebook(submitted: Path, released: Path) -> tuple[nbformat.NotebookNo
     else:
         reason = "no notebook was found in your submission, so the released notebook is shown"
     return nbformat.read(released, as_version=4), reason
+
+
+def _trust_only_released_metadata(notebook, released) -> None:
+    """A cell's nbgrader role comes from the released notebook, never from the student's copy:
+    each released grade id keeps the released metadata (once), and every other cell loses its
+    nbgrader metadata, which a tampered notebook could have made malformed (nbgrader's feedback
+    then fails with a KeyError) or forged (a grade cell of its own)."""
+    roles = {cell.metadata["nbgrader"]["grade_id"]: cell.metadata["nbgrader"] for cell in released.cells
+             if isinstance(cell.get("metadata", {}).get("nbgrader"), dict) and "grade_id" in cell.metadata["nbgrader"]}
+    for cell in notebook.cells:
+        claimed = cell.get("metadata", {}).pop("nbgrader", None)
+        grade_id = claimed.get("grade_id") if isinstance(claimed, dict) else None
+        if isinstance(grade_id, str) and grade_id in roles:
+            cell.metadata["nbgrader"] = copy.deepcopy(roles.pop(grade_id))
 
 
 def _restore_locked_cells(notebook, week_id: str, notebook_name: str, student: str, config):

@@ -54,6 +54,7 @@ def student_config(student: str, workdir: Path, settings: WorkflowSettings,
     config.CourseDirectory.student_id = student
     config.Exchange.root = str(settings.exchange)
     config.Exchange.assignment_dir = str(Path(workdir).resolve())
+    config.ExchangeSubmit.add_random_string = True  # an inbound name no classmate can guess
     if cache is not None:
         config.Exchange.cache = str(Path(cache).resolve())
     return config

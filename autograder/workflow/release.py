@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 
 from autograder.config import Course
-from autograder.workflow.exchange import check_exchange, check_result
+from autograder.workflow.exchange import check_exchange, check_result, keep_sticky
 from autograder.workflow.nbconfig import instructor_config
 from autograder.workflow.settings import WorkflowError, WorkflowSettings
 from autograder.workflow.timeutil import as_utc_naive
@@ -66,5 +66,6 @@ def release_week(course: Course, root: Path, week_id: str, settings: WorkflowSet
         gb.update_or_create_assignment(week_id, duedate=as_utc_naive(week.due))
     api = NbGraderAPI(config=config)
     check_result(api.release_assignment(week_id), f"releasing {week_id}")
+    keep_sticky(exchange)
     return outbound
 

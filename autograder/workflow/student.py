@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 from autograder.workflow.exchange import course_folder, run_step
@@ -64,12 +65,34 @@ def fetch_feedback_week(week_id: str, student: str, dest_dir: Path, settings: Wo
     dest_dir = Path(dest_dir)
     dest_dir.mkdir(parents=True, exist_ok=True)
     config = student_config(student, dest_dir, settings, cache)
-    run_step(_app("FetchFeedback", config, week_id), f"fetching feedback on {week_id} for {student}")
-    pages = sorted((dest_dir.resolve() / week_id / "feedback").glob("*/*.html"))
+    app = _app("FetchFeedback", config, week_id)
+    with _own_submissions(Path(app.cache), settings.course_id, student, week_id) as (view, stamps):
+        app.cache = str(view)
+        run_step(app, f"fetching feedback on {week_id} for {student}")
+    feedback = dest_dir.resolve() / week_id / "feedback"
+    pages = sorted(page for stamp in stamps for page in (feedback / stamp).glob("*.html"))
     if not pages:
         raise WorkflowError(f"no feedback on {week_id} has been released for {student} yet "
                             "(or it was submitted from another machine, whose submission cache has the key)")
     return pages
+
+
+@contextmanager
+def _own_submissions(cache: Path, course_id: str, student: str, week_id: str):
+    """A view of nbgrader's submission cache with only this student's submissions of the week,
+    and their timestamps.
+
+    nbgrader's FetchFeedback looks for every `*+<week>+*` entry of the cache, which on a shared
+    OS account (a lab machine, a shared JupyterHub user) holds classmates' submissions too, and
+    would fetch their pages as well.
+    """
+    entries = sorted((cache / course_id).glob(f"{student}+{week_id}+*"))
+    with tempfile.TemporaryDirectory(prefix="feedback-cache-") as tmp:
+        view = Path(tmp) / course_id
+        view.mkdir()
+        for entry in entries:
+            (view / entry.name).symlink_to(entry.resolve(), target_is_directory=True)
+        yield Path(tmp), [entry.name.split("+")[2] for entry in entries]
 
 
 def _stage(given: Path, staged: Path, released: Path) -> None:
