@@ -27,6 +27,7 @@ class GradingLimits(_Strict):
     submission_timeout_s: float = Field(600, gt=0, description="wall-clock budget for one submission")
     import_timeout_s: float = Field(60, gt=0, description="limit for loading a notebook's code")
     memory_mb: int = Field(4096, ge=256, description="data memory of the worker")
+    trusted_memory_mb: int = Field(8192, ge=1024, description="data memory of the trusted pytest process")
     cpu_seconds: int = Field(900, ge=10)
     processes: int = Field(64, ge=8, description="threads and processes the worker may add")
     file_size_mb: int = Field(64, ge=1)

@@ -131,3 +131,15 @@ def test_feedback_keeps_what_a_submission_wrote_inside_its_code_block():
     assert "````\nline 3: ```<img onerror=x>\n````" in report
     broken = feedback_markdown(GradeResult("s", "m1w01", error="SyntaxError: ```\n<b>x</b>"), "Toy")
     assert "````\nSyntaxError: ```\n<b>x</b>\n````" in broken
+
+
+def test_the_trusted_process_runs_under_a_memory_limit(tmp_path):
+    """Whatever arrives from workers, the trusted pytest process cannot take the machine's memory."""
+    import sys
+
+    from autograder.grading.run import _run_reporting_progress
+
+    probe = "import resource; print('DATA LIMIT', resource.getrlimit(resource.RLIMIT_DATA)[0])"
+    log = _run_reporting_progress([sys.executable, "-c", probe], {}, tmp_path, 60, tmp_path / "progress.jsonl",
+                                  None, memory_bytes=3 << 30)
+    assert f"DATA LIMIT {3 << 30}" in log

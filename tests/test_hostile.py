@@ -88,6 +88,15 @@ def _with_prefix(source: str, line: str) -> str:
     return source.replace("def softmax(x):\n", f"def softmax(x):\n{line}")
 
 
+# The worker cuts error texts, but it runs student code: this one replaces the worker's own
+# description of an exception with a 30 MB one, so only the trusted side's cut remains.
+HUGE_ERROR = _with_prefix(HONEST_SOFTMAX, "    if x.dim() == 3:\n        raise ValueError('x')\n") + """
+import sys
+sys.modules["__main__"].Server._describe = lambda self, exc: {
+    "type": "E" * 1_000_000, "message": "[red]<h1>" + "m" * 30_000_000, "traceback": "t" * 1_000_000}
+"""
+
+
 @pytest.fixture(scope="module")
 def batch(tmp_path_factory):
     """Grade every hostile submission together with an honest one; returns (results, seconds, extras)."""
@@ -132,6 +141,8 @@ def batch(tmp_path_factory):
         "leaver": PLACEHOLDER + LEAVER,
         "snooper": PLACEHOLDER + SNOOPER,  # graded right after the leaver, by the same zygote
         "timm_probe": TIMM_PROBE,
+        "huge_reply": _with_prefix(HONEST_SOFTMAX, "    if x.dim() == 3:\n        return torch.zeros(25_000_000)\n"),
+        "huge_error": HUGE_ERROR,
     }
     try:
         results, seconds = _grade_batch(toy, tmp, hostile)
@@ -356,3 +367,23 @@ def test_a_forbidden_package_is_absent_from_the_sandbox(batch):
     result = batch[0]["timm_probe"]
     assert result.earned == 5
     assert "TIMM FILES 0" in result.output, result.output[-2000:]
+
+
+# -- bounded on the trusted side (issue 10, item 3) ----------------------------------------------------
+
+@pytest.mark.slow
+def test_a_reply_over_the_limit_is_refused_before_it_is_read(batch):
+    result = batch[0]["huge_reply"]
+    shape = next(t for t in result.tests if t.name == "test_softmax_shape")
+    assert "more than the 64 MiB this call may return" in shape.message, shape.message
+    assert result.earned == 4, "the next tests get a fresh worker"
+
+
+@pytest.mark.slow
+def test_texts_from_the_worker_are_cut_on_the_trusted_side(batch):
+    result = batch[0]["huge_error"]
+    shape = next(t for t in result.tests if t.name == "test_softmax_shape")
+    assert not shape.passed and "characters cut" in shape.message
+    assert all(len(t.message) <= 4000 for t in result.tests)
+    assert len(json.dumps(results_json(result, 100))) < 100_000
+    assert result.earned == 4

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -23,6 +24,7 @@ from autograder.layout import CoursePaths
 from autograder.sandbox.spec import new_run_id
 from autograder.submission.forbidden import WHOLE_SUBMISSION, find_forbidden, forbidden_parts
 from autograder.submission.opaque import MODULE_LEVEL
+from autograder.testing.bounds import bounded_notes
 from autograder.submission.notebook import NotebookError, extract_module
 from autograder.testing.plugin import TestOutcome, entry_key, split_key
 
@@ -191,13 +193,13 @@ def _prepare(item: Submitted, index: int, work: Path, forbidden: list[str], week
     module_path = folder / "submission.py"
     module_path.write_text(module.source)
     os.chmod(module_path, 0o644)
-    findings = find_forbidden(module.source, forbidden)
-    for finding in findings:
-        result.notes.append(f"line {finding.line}: {finding.api} is not allowed in {week}"
-                            + (f" (in `{finding.owner}`)" if finding.owner != MODULE_LEVEL else ""))
+    notes = [f"line {finding.line}: {finding.api} is not allowed in {week}"
+             + (f" (in `{finding.owner}`)" if finding.owner != MODULE_LEVEL else "")
+             for finding in find_forbidden(module.source, forbidden)]
     parts = forbidden_parts(module.source, forbidden, week)
     if WHOLE_SUBMISSION in parts:
-        result.notes.append(parts[WHOLE_SUBMISSION])
+        notes.insert(0, parts[WHOLE_SUBMISSION])
+    result.notes += bounded_notes(notes)
     return {"name": item.name, "module_path": str(module_path), "only": item.only,
             "skip_kinds": list(item.skip_kinds), "forbidden_parts": parts, "exhaustive": item.exhaustive}
 
@@ -245,7 +247,8 @@ def _run_suites(course: Course, root: Path, suites: list[dict], work: Path, limi
     count = sum(len(s["submissions"]) + len(s["in_process"]) for s in suites)
     budget = limits.submission_timeout_s * count + limits.import_timeout_s * len(suites) + 120
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", OMP_NUM_THREADS="1")
-    log = _run_reporting_progress(command, env, root, budget, progress_path, on_progress)
+    log = _run_reporting_progress(command, env, root, budget, progress_path, on_progress,
+                                  memory_bytes=limits.trusted_memory_mb << 20)
     weeks = ", ".join(s["week"] for s in suites)
     if not outcomes_path.exists():
         raise GradingError(f"the test suite for {weeks} did not run:\n{log[-4000:]}")
@@ -257,10 +260,17 @@ def _run_suites(course: Course, root: Path, suites: list[dict], work: Path, limi
 
 
 def _run_reporting_progress(command: list[str], env: dict, cwd: Path, budget: float, progress_path: Path,
-                            on_progress: Callable[[str, float, float], None] | None) -> str:
-    """Run the trusted pytest process; pass on each submission's total as its tests finish."""
+                            on_progress: Callable[[str, float, float], None] | None,
+                            memory_bytes: int | None = None) -> str:
+    """Run the trusted pytest process, under a data-memory limit; pass on each submission's
+    total as its tests finish."""
+    def limit_memory() -> None:
+        if memory_bytes:
+            resource.setrlimit(resource.RLIMIT_DATA, (memory_bytes, memory_bytes))
+
     with tempfile.TemporaryFile("w+") as output:
-        proc = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, text=True, env=env, cwd=cwd)
+        proc = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, text=True, env=env, cwd=cwd,
+                                preexec_fn=limit_memory)
         deadline, reported = time.monotonic() + budget, 0
         while True:
             try:

@@ -45,6 +45,14 @@ class WireError(Exception):
     """The other side sent something that is not a valid message."""
 
 
+class FrameTooLarge(WireError):
+    """A frame over the receiver's limit, refused before it is read."""
+
+    def __init__(self, size: int, limit: int):
+        super().__init__(f"frame of {size} bytes is over the limit of {limit}")
+        self.size, self.limit = size, limit
+
+
 def encode(value: Any, blobs: list[bytes], to_handle: Callable[[Any], dict] | None = None,
            depth: int = 0) -> Any:
     """Turn a value into JSON-able structure, appending tensor bytes to `blobs`.
@@ -215,8 +223,10 @@ def send(sock: socket.socket, message: Any, blobs: list[bytes]) -> None:
 def receive(sock: socket.socket, max_bytes: int = MAX_FRAME_BYTES) -> tuple[Any, list[bytes]]:
     """Read one frame; raises EOFError when the other side closed the connection."""
     total, header_len = struct.unpack(">QI", _read_exact(sock, 12))
-    if total > max_bytes or header_len > MAX_HEADER_BYTES or header_len + 4 > total:
-        raise WireError(f"frame of {total} bytes is over the limit of {max_bytes}")
+    if total > max_bytes:
+        raise FrameTooLarge(total, max_bytes)
+    if header_len > MAX_HEADER_BYTES or header_len + 4 > total:
+        raise WireError(f"malformed frame (a header of {header_len} bytes in a frame of {total})")
     try:
         header = json.loads(_read_exact(sock, header_len))
     except (ValueError, RecursionError) as exc:  # bad UTF-8 or JSON, absurd numbers, deep nesting

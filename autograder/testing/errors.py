@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from autograder.testing.bounds import ERROR_PART_CHARS, NAME_CHARS, cut
+
 
 class SubmissionError(Exception):
     """Something about the submission, not the test, went wrong."""
@@ -59,5 +61,7 @@ class BudgetExhausted(SubmissionError):
 
 
 def student_error(info: dict) -> StudentCodeError:
+    """The worker's account of an exception, each of its texts cut here, whatever the worker did."""
     kind = NotImplementedYet if info.get("type") == "NotImplementedError" else StudentCodeError
-    return kind(str(info.get("type", "Exception")), str(info.get("message", "")), str(info.get("traceback", "")))
+    return kind(cut(info.get("type", "Exception"), NAME_CHARS), cut(info.get("message", ""), ERROR_PART_CHARS),
+                cut(info.get("traceback", ""), ERROR_PART_CHARS))

@@ -23,6 +23,7 @@ import pytest
 import torch
 
 from autograder.kit.seeding import setup
+from autograder.testing.bounds import MESSAGE_CHARS, cut
 from autograder.testing.errors import SubmissionError, WorkerTimeout
 
 KINDS = ("shape", "value", "grad", "convergence")
@@ -208,7 +209,7 @@ class SubmissionPlugin:
     def _record(self, item: pytest.Item, report: pytest.TestReport, call: pytest.CallInfo) -> None:
         if report.skipped:
             return
-        message = "" if report.passed else describe_failure(call.excinfo)
+        message = "" if report.passed else cut(describe_failure(call.excinfo), MESSAGE_CHARS)
         doc = (getattr(item, "function", None).__doc__ or "").strip().splitlines()
         name = item.originalname + _extra_params(item)
         self.outcomes.append(TestOutcome(

@@ -17,11 +17,11 @@ from autograder.sandbox import wire
 from autograder.sandbox.host import OutputTail, WorkerHost
 from autograder.sandbox.pool import ZygotePool
 from autograder.sandbox.spec import WorkerSpec
+from autograder.testing.bounds import NAME_CHARS, REPLY_BASE_BYTES, bounded_names, cut, reply_limit
 from autograder.testing.errors import (BudgetExhausted, ImportFailed, StudentCodeError, SubmissionError,
                                        WorkerCrashed, WorkerTimeout, student_error)
 from autograder.testing.submission import VJP, Submission, as_cotangent_list
 
-MAX_REPLY_BYTES = 2 << 30
 # A worker that got less than this share of one core while a deadline ran out was starved by a
 # busy machine, not slow: an endless loop or heavy work keeps its one thread near 100%.
 STARVED_CPU_SHARE = 0.5
@@ -85,8 +85,8 @@ class WorkerClient:
             self.kill()
             raise ImportFailed(self.import_error)
         error = hello.get("import_error")
-        self.names = hello.get("names") if isinstance(hello.get("names"), dict) else {}
-        self.device = str(hello.get("device", ""))[:80]
+        self.names = bounded_names(hello.get("names"))
+        self.device = cut(hello.get("device", ""), 80)
         self._ready = True
         self.pool.warm(spec=self.spec)  # the next submission's zygote boots while this one is tested
         if error:
@@ -155,7 +155,7 @@ class WorkerClient:
             wire.send(self.data, message, blobs)
         except OSError:
             self._crashed()
-        reply = self._receive(self._deadline())
+        reply = self._receive(self._deadline(), limit=reply_limit(sum(len(b) for b in blobs)))
         if not isinstance(reply, dict):
             raise WorkerCrashed("the worker sent a malformed reply")
         if reply.get("ok"):
@@ -167,13 +167,14 @@ class WorkerClient:
         candidates = [d for d in (self.deadline, self.budget_deadline) if d is not None]
         return min(candidates) if candidates else None
 
-    def _receive(self, deadline: float | None, sock: socket.socket | None = None) -> Any:
+    def _receive(self, deadline: float | None, sock: socket.socket | None = None,
+                 limit: int = REPLY_BASE_BYTES) -> Any:
         if self.budget_deadline is not None and time.monotonic() >= self.budget_deadline:
             self.kill()
             raise BudgetExhausted("the submission's total time limit was reached before this test")
         reader = _DeadlineSocket(sock or self.data, deadline)
         try:
-            message, blobs = wire.receive(reader, MAX_REPLY_BYTES)
+            message, blobs = wire.receive(reader, limit)
             return wire.decode(message, blobs, self._from_handle)
         except TimeoutError:
             budget = self.budget_deadline is not None and time.monotonic() >= self.budget_deadline - 0.01
@@ -186,6 +187,11 @@ class WorkerClient:
                                 starved=starved, cpu_s=cpu, wall_s=wall) from None
         except (EOFError, OSError):
             self._crashed()
+        except wire.FrameTooLarge as exc:
+            self.kill()
+            raise WorkerCrashed(f"your code returned about {exc.size / 2**20:.0f} MiB to the grader, more than the "
+                                f"{exc.limit / 2**20:.0f} MiB this call may return; return only what was asked for "
+                                "(the shapes in the notebook)") from None
         except wire.WireError as exc:
             self.kill()
             raise WorkerCrashed(f"the worker sent an invalid reply ({exc})") from None
@@ -228,8 +234,8 @@ class WorkerClient:
     def _from_handle(self, obj: dict) -> "RemoteObject":
         if obj.get("__t") != "handle" or not isinstance(obj.get("id"), int):
             raise wire.WireError("malformed handle")
-        return RemoteObject(self, obj["id"], str(obj.get("type", "object"))[:200],
-                            str(obj.get("kind", "object")), bool(obj.get("is_module")))
+        return RemoteObject(self, obj["id"], cut(obj.get("type", "object"), NAME_CHARS),
+                            cut(obj.get("kind", "object"), NAME_CHARS), bool(obj.get("is_module")))
 
 
 class _DeadlineSocket:
