@@ -61,6 +61,16 @@ def test_grade_writes_results_and_feedback(toy, tmp_path):
     assert "Every test passed" in feedback.read_text()
 
 
+def test_submission_text_is_never_terminal_markup(toy, tmp_path):
+    """A message a submission controls is printed as it is: no styles, no emoji codes."""
+    _, root = toy
+    text = "[red]boom[/red] :train: [link=http://x]y[/link]"
+    submission = write_module(tmp_path, "mine", f"\ndef softmax(x):\n    raise ValueError({text!r})\n")
+    result = course("grade", "m1w01", str(submission), cwd=root, COLUMNS="400")
+    assert result.returncode == 0, result.stderr
+    assert text in result.stdout
+
+
 def test_check_runs_public_tests_from_the_shell(toy, tmp_path):
     _, root = toy
     assert course("build", cwd=root).returncode == 0
