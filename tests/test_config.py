@@ -69,7 +69,9 @@ def test_first_week_is_ready_with_its_forbidden_list(course):
     assert week.state == "ready"
     assert week.reference and week.slug == Path(week.reference).stem
     assert week.forbidden == ["timm", "torch.nn.MultiheadAttention", "torch.nn.TransformerEncoderLayer",
-                              "torch.nn.functional.scaled_dot_product_attention"]
+                              "torch.nn.TransformerEncoder", "torch.nn.Transformer",
+                              "torch.nn.functional.scaled_dot_product_attention",
+                              "torch.nn.functional.multi_head_attention_forward"]
 
 
 def test_ready_weeks_name_a_reference(course):
