@@ -329,6 +329,12 @@ HIDING_IN_A_PART = [
     ("import ctypes\n\ndef f(q):\n    return ctypes.pythonapi", "ctypes"),
     ("def f(q):\n    from torch.nn.functional import *\n    return q", "from torch.nn.functional import *"),
     ("import torch\n\ndef f(q):\n    return torch.library.Library('aten', 'IMPL')", "torch.library"),
+    ("import torch\n\ndef f(q):\n    return torch.jit.CompilationUnit('def g(q): return torch.ops.aten.x(q)')",
+     "torch.jit.CompilationUnit"),
+    ("import typing\n\ndef f(q):\n    return typing.get_type_hints(q)['q']", "typing.get_type_hints"),
+    ("import pydoc\n\ndef f(q):\n    return pydoc.locate('torch.' + 'nn')", "pydoc"),
+    ("import string, torch\n\ndef f(q):\n    return string.Formatter().get_field('0.nn', [torch], {})",
+     "string.Formatter"),
 ]
 
 

@@ -32,7 +32,7 @@ OPAQUE_ATTRIBUTES = {
     "__dict__", "__getattribute__", "__getattr__", "__setattr__", "__delattr__", "__subclasses__",
     "__globals__", "__code__", "__closure__", "__builtins__", "__reduce__", "__reduce_ex__",
     "__loader__", "__spec__", "__import__", "f_globals", "f_locals", "f_back", "f_builtins",
-    "gi_frame", "cr_frame", "tb_frame", "tb_next",
+    "gi_frame", "cr_frame", "tb_frame", "tb_next", "__defaults__", "__kwdefaults__", "__annotations__",
 }
 # Modules (or their members) whose job is reaching code by name.
 OPAQUE_MODULES = {
@@ -41,10 +41,12 @@ OPAQUE_MODULES = {
     "sys.modules", "sys.meta_path", "sys.path_hooks", "sys.path", "sys.path_importer_cache",
     "sys._getframe", "sys.settrace", "sys.setprofile", "sys.addaudithook",
     "inspect.getmembers", "inspect.getattr_static", "inspect.currentframe", "inspect.stack",
+    "inspect.get_annotations", "typing.get_type_hints", "typing.ForwardRef", "pydoc", "string.Formatter",
+    "unittest.mock", "logging.config", "pkg_resources",
     "operator.attrgetter", "operator.methodcaller",
     "types.FunctionType", "types.CodeType", "types.ModuleType", "types.LambdaType",
     "torch.ops", "torch._ops", "torch._C", "torch.library", "torch._library", "torch.utils.cpp_extension",
-    "torch.hub", "torch.package", "torch.load", "torch.jit.load",
+    "torch.hub", "torch.package", "torch.load", "torch.jit.load", "torch.jit.CompilationUnit",
 }
 # Calls whose attribute name is an argument: fine with a literal, opaque with anything else.
 NAMED_ACCESS = {"getattr": 1, "setattr": 1, "delattr": 1, "hasattr": 1}
