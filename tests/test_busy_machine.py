@@ -4,10 +4,13 @@ code that burns the CPU itself is charged at once."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from autograder.config import load_course
 from autograder.grading.run import Submitted, grade
+from autograder.testing.remote import STARVED_CPU_SHARE
 from tests.conftest import write_module
 
 SLEEPS = '''
@@ -44,5 +47,8 @@ def test_a_starved_timeout_is_retried_once_and_a_busy_loop_is_not(toy, tmp_path)
 
     [spun] = results["spins"].tests
     assert not spun.passed and "did not finish within" in spun.message
-    assert spun.note == "", "a worker that used its CPU time was not starved: no retry"
-    assert spun.duration < 2 * course.grading.test_timeout_s
+    if spun.note:  # a machine so busy that even the busy loop got under half a core: the rule still held
+        cpu, wall = map(float, re.search(r"got ([\d.]+) s of CPU in ([\d.]+) s", spun.note).groups())
+        assert cpu < STARVED_CPU_SHARE * wall, spun.note
+    else:
+        assert spun.duration < 2 * course.grading.test_timeout_s, "a worker that used its CPU time: no retry"

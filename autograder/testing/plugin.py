@@ -124,10 +124,10 @@ class SubmissionPlugin:
 
         def position(item: pytest.Item) -> tuple[int, int, int]:  # one submission at a time
             entry = self.entries.get(_submission_of(item))
-            if entry is None or not entry.until_caught:
+            if entry is None or not entry.only:
                 return order.get(_submission_of(item), -1), 0, 0
             listed = next(i for i, p in enumerate(entry.only) if fnmatch.fnmatch(item.originalname, p))
-            return order[entry.name], _kind_rank(item), listed  # cheapest kind, then as the catches list
+            return order[entry.name], _kind_rank(item), listed  # cheapest kind, then as `only` lists them
 
         keep.sort(key=position)
         items[:] = keep
