@@ -1,6 +1,7 @@
 """Every ready week proves its own suite: the answer key earns full marks over the wire and
-in-process alike, the released notebook scores zero, every mutant loses points, the suite
-has all four kinds of check, and the committed release is fresh. The weeks are verified
+in-process alike, the released notebook scores zero, every mutant loses points, code that does
+nothing earns nothing beyond shape tests, the suite has all four kinds of check, and the
+committed release is fresh. The weeks are verified
 together, in one trusted process, so that each week adds only its own tests' time."""
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ def test_week_verifies(verdicts, week):
     verdict = verdicts[week]
     assert verdict["ok"], "\n".join(verdict["problems"])
     assert sum(row[0].startswith("mutant:") for row in verdict["rows"]) >= 6
+    assert sum(row[0].startswith("null:") for row in verdict["rows"]) >= 3, "every part gets three null variants"
 
 
 @pytest.mark.parametrize("week", READY)

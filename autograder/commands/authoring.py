@@ -89,7 +89,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         Path(args.json).write_text(json.dumps([asdict(v) | {"ok": v.ok} for v in verdicts], indent=1))
     failed = 0
     for verdict in verdicts:
-        table = Table(title=f"{verdict.week} ({verdict.seconds:.1f} s of tests)")
+        table = Table(title=f"{verdict.week} (the answer key's tests {verdict.key_seconds:.1f} s; "
+                            f"all variants {verdict.seconds:.1f} s)")
         for column in ("variant", "score", "verdict"):
             table.add_column(column)
         for row in verdict.rows:

@@ -5,7 +5,7 @@ each part of a week (the functions and methods whose bodies students write, up t
 part's `check(...)` cell), `course verify` grades three nulls on that part's hidden tests:
 
 - `constant`: every tensor it would return is replaced by a constant of the same shape and
-  dtype (its mean), every number by 0;
+  dtype (its mean; a single number, whose mean is itself, plus one), every number by 0;
 - `identity`: it returns its first tensor argument;
 - `copy`: it returns its first tensor argument's values, repeated or cut to the shape of
   each tensor it would return (numbers become 0).
@@ -156,11 +156,15 @@ def _map(obj: Any, tensor: Callable, number: Callable) -> Any:
 
 
 def _constant(t: Any) -> Any:
+    """The mean of what it would return, everywhere; a single number (whose mean is itself) is
+    moved off its value instead."""
     import torch
 
-    if t.is_floating_point() or t.is_complex():
-        return torch.full_like(t, t.detach().mean().item() if t.numel() else 0.0)
-    return torch.zeros_like(t)
+    if not (t.is_floating_point() or t.is_complex()):
+        return torch.zeros_like(t)
+    if t.numel() == 1:
+        return t.detach() + 1.0
+    return torch.full_like(t, t.detach().mean().item() if t.numel() else 0.0)
 
 
 def _resized(source: Any, like: Any) -> Any:

@@ -45,7 +45,8 @@ class Verification:
     week: str
     problems: list[str] = field(default_factory=list)
     rows: list[tuple[str, str, str]] = field(default_factory=list)  # (variant, score, verdict)
-    seconds: float = 0.0  # the week's own tests, without the run's shared start-up
+    seconds: float = 0.0      # the week's own tests (every variant), without the run's shared start-up
+    key_seconds: float = 0.0  # the answer key's tests over the wire: what grading one submission costs
     catches: dict[str, list[str]] = field(default_factory=dict)
 
     @property
@@ -145,6 +146,7 @@ def verify_weeks(course: Course, root: Path, week_ids: list[str], sandbox: str |
         check = checks[batch.week]
         week_results = {name: r for (week, name), r in results.items() if week == batch.week}
         check.seconds = sum(t.duration for r in week_results.values() for t in r.tests)
+        check.key_seconds = sum(t.duration for t in week_results["answer key"].tests)
         _judge(check, week_results)
         _check_transports(check, week_results["answer key"], week_results[IN_PROCESS_KEY])
         _check_catches(check, week_results, check.catches)
