@@ -47,9 +47,10 @@ code { background: #f0f4f8; padding: 0 .25rem; border-radius: 3px; }
 
 
 def write_html_report(db_url: str, course_id: str, path: str | Path,
-                      failures: dict[str, dict[str, float]] | None = None) -> Path:
-    """Write the report to `path`; `failures` maps week -> {test name: failure rate in [0, 1]}."""
-    data = _collect(db_url, course_id)
+                      failures: dict[str, dict[str, float]] | None = None, now: datetime | None = None) -> Path:
+    """Write the report to `path`; `failures` maps week -> {test name: failure rate in [0, 1]}.
+    A submission counts as missing once its week's due date has passed (`now`: the clock)."""
+    data = _collect(db_url, course_id, now or datetime.now(timezone.utc))
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -73,7 +74,7 @@ def write_html_report(db_url: str, course_id: str, path: str | Path,
     return path
 
 
-def _collect(db_url: str, course_id: str) -> dict:
+def _collect(db_url: str, course_id: str, now: datetime) -> dict:
     with Gradebook(db_url, course_id=course_id) as gb:
         students = {s.id: display_name(s.first_name, s.last_name, s.id) for s in gb.students}
         assignments = []
@@ -89,7 +90,7 @@ def _collect(db_url: str, course_id: str) -> dict:
                     late.append({"assignment": assignment.name, "student": sub.student.id,
                                  "name": students.get(sub.student.id, sub.student.id),
                                  "timestamp": sub.timestamp, "duedate": sub.duedate, "seconds": seconds})
-            absent = sorted(set(students) - set(submitted))
+            absent = sorted(set(students) - set(submitted)) if _past(assignment.duedate, now) else []
             missing.extend({"assignment": assignment.name, "student": s, "name": students[s]} for s in absent)
             assignments.append({"name": assignment.name, "max_score": float(assignment.max_score or 0.0),
                                 "duedate": assignment.duedate, "scores": submitted, "missing": len(absent),
@@ -191,6 +192,15 @@ def _late(data: dict) -> str:
                    f"<td class='num'><span class='tag late'>{describe_duration(timedelta(seconds=item['seconds']))}</span></td></tr>")
     out.append("</table>")
     return "\n".join(out)
+
+
+def _past(due: datetime | None, now: datetime) -> bool:
+    """Whether a due date (nbgrader keeps them as naive UTC) has passed; no due date: always due."""
+    return due is None or _utc(due) <= _utc(now)
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 def _missing(data: dict) -> str:

@@ -288,7 +288,8 @@ def test_html_report(db_url, tmp_path):
     _populate(db_url)
     failures = {WEEK: {"test_attention_values[2]": 1.0, "test_attention_values[3]": 0.5, "test_mlp": 0.0},
                 "m1w02": {"test_vit": 0.25}}
-    path = write_html_report(db_url, COURSE, tmp_path / "report.html", failures=failures)
+    path = write_html_report(db_url, COURSE, tmp_path / "report.html", failures=failures,
+                             now=DUE + timedelta(days=30))
     text = path.read_text()
     assert text.startswith("<!DOCTYPE html>") and "<style>" in text
     assert "<link" not in text and "<script" not in text  # self-contained
@@ -307,6 +308,14 @@ def test_html_report(db_url, tmp_path):
     assert "Chen, Carol" in missing and "carol" in missing
     assert ("<td>m1w02</td><td>bob</td>" in missing)
     assert "<td>m1w01</td><td>Abbot, Alice</td>" not in missing
+
+
+def test_a_week_not_yet_due_has_no_missing_submissions(db_url, tmp_path):
+    _populate(db_url)
+    text = write_html_report(db_url, COURSE, tmp_path / "r.html", now=DUE + timedelta(days=1)).read_text()
+    missing = text.split("<h2>Missing submissions</h2>")[1]
+    assert "<td>m1w01</td>" in missing and "Chen, Carol" in missing  # due a day ago
+    assert "<td>m1w02</td>" not in missing  # due in six days
 
 
 def test_html_report_on_an_empty_gradebook(db_url, tmp_path):
