@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -81,10 +83,56 @@ def test_check_runs_public_tests_from_the_shell(toy, tmp_path):
     placeholder = root / "release" / "m1w01" / "m1w01_toy.ipynb"
     result = course("check", "m1w01", str(placeholder), cwd=root)
     assert "0 of 1 public tests passed" in result.stdout and "not implemented yet" in result.stdout
+    assert result.returncode == 1, "a failed self-check is a failure in a script or a CI job"
     typo = course("check", "m1w01", str(mine), "--part", "softmx", cwd=root)
     assert typo.returncode == 2 and "no part 'softmx'; its parts are softmax" in typo.stderr
     one = course("check", "m1w01", str(mine), "--part", "softmax", cwd=root)
     assert one.returncode == 0 and "1 of 1 public tests passed" in one.stdout
+
+
+def _solved_week_folder(root: Path, parent: Path) -> Path:
+    """A week folder as `course fetch` writes it, with the notebook solved."""
+    import nbformat
+
+    folder = parent / "m1w01"
+    shutil.copytree(root / "release" / "m1w01", folder)
+    notebook = folder / "m1w01_toy.ipynb"
+    nb = nbformat.read(notebook, as_version=4)
+    next(c for c in nb.cells if "raise NotImplementedError" in c.source).source = HONEST_SOFTMAX
+    nbformat.write(nb, notebook)
+    return folder
+
+
+def test_check_finds_the_students_notebook_by_submits_rule(toy, tmp_path):
+    _, root = toy
+    assert course("build", cwd=root).returncode == 0
+    folder = _solved_week_folder(root, tmp_path / "work")
+    for where in (folder, folder.parent):  # inside the week's folder, or where `course fetch` ran
+        result = course("--course", str(root / "course.yaml"), "check", "m1w01", cwd=where)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert f"checking {folder / 'm1w01_toy.ipynb'}" in result.stdout
+        assert "1 of 1 public tests passed" in result.stdout and "your definitions: softmax" in result.stdout
+    nowhere = course("--course", str(root / "course.yaml"), "check", "m1w01", cwd=tmp_path)
+    assert nowhere.returncode == 2 and "no m1w01_toy.ipynb here" in nowhere.stderr, "never the release's copy"
+
+
+def test_check_has_the_graders_time_limits(toy, tmp_path):
+    """A hang in a self-check ends as it would in grading, in seconds, in the grader's words."""
+    _, root = toy
+    settings = root / "course.yaml"
+    settings.write_text(settings.read_text().replace("test_timeout_s: 8", "test_timeout_s: 2")
+                        .replace("import_timeout_s: 15", "import_timeout_s: 2"))
+    assert course("build", cwd=root).returncode == 0
+    stuck = write_module(tmp_path, "stuck", HONEST_SOFTMAX + "\nwhile True:\n    pass\n")
+    started = time.monotonic()
+    result = course("check", "m1w01", str(stuck), cwd=root)
+    assert result.returncode == 1 and "loading your notebook took longer than 2 s" in result.stdout
+    looping = write_module(tmp_path, "looping", HONEST_SOFTMAX.replace(
+        "def softmax(x):\n", "def softmax(x):\n    while True:\n        try:\n            pass\n"
+        "        except Exception:\n            pass\n"))
+    result = course("check", "m1w01", str(looping), cwd=root)
+    assert result.returncode == 1 and "did not finish within this test's time limit of 2 s" in result.stdout
+    assert time.monotonic() - started < 60
 
 
 def test_release_fetch_submit_collect_from_the_shell(toy, tmp_path):

@@ -6,40 +6,38 @@ import argparse
 from pathlib import Path
 
 from autograder.commands.context import UsageError, console, open_course, settings_of, student_of, styled
-from autograder.layout import CoursePaths
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    """Exit 0 when every public test passed, 1 when one failed or the notebook did not run."""
+    from autograder.selfcheck import NotebookDidNotRun, UnknownPart, check_notebook
+    from autograder.submission.notebook import NotebookError
+
     course, root = open_course(args)
     week = course.week(args.week)
-    from autograder.selfcheck import UnknownPart, find_public_tests, run_public_tests
-    from autograder.submission.forbidden import forbidden_parts
-    from autograder.submission.notebook import NotebookError, extract_module
-
-    notebook = Path(args.notebook) if args.notebook else _default_notebook(root, week)
+    notebook = _notebook(week, args.notebook)
+    console.print(f"checking {notebook}")
     try:
-        module = extract_module(notebook)
-    except NotebookError as exc:
+        report = check_notebook(course, root, week.id, notebook, args.part)
+    except (NotebookError, UnknownPart) as exc:
         raise UsageError(str(exc)) from None
-    namespace: dict = {"__name__": "submission"}
+    except NotebookDidNotRun as exc:
+        console.print(styled(("Running your notebook's code failed: ", "red"), str(exc)))
+        return 1
+    console.print(report.text())
+    return 0 if report.passed == len(report.outcomes) else 1
+
+
+def _notebook(week, given: str | None) -> Path:
+    """The student's notebook by the rule `course check` and `course submit` share; not finding
+    it is a usage error that says where it looked."""
+    from autograder.workflow.settings import WorkflowError
+    from autograder.workflow.student import find_notebook
+
     try:
-        exec(compile(module.source, str(notebook), "exec"), namespace)
-    except Exception as exc:  # the student's own code, on the student's own machine
-        console.print(styled(("Running your notebook's code failed: ", "red"), f"{type(exc).__name__}: {exc}"))
-        return 0
-    tests = find_public_tests(args.week, root, notebook)
-    try:
-        report = run_public_tests(args.week, namespace, tests, args.part,
-                                  forbidden_parts(module.source, week.forbidden, week.id))
-    except UnknownPart as exc:
+        return find_notebook(week.id, week.slug, Path(given) if given else None)
+    except WorkflowError as exc:
         raise UsageError(str(exc)) from None
-    console.print(report.text(), markup=False)
-    return 0
-
-
-def _default_notebook(root: Path, week) -> Path:
-    local = Path.cwd() / f"{week.slug}.ipynb"
-    return local if local.is_file() else CoursePaths(root).released_notebook(week.id, week.slug)
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
@@ -56,11 +54,14 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
     course, _ = open_course(args)
     week = course.week(args.week)
-    what = Path(args.notebook) if args.notebook else Path.cwd() / week.id
-    if not what.exists():
-        raise UsageError(f"{what} does not exist: name the notebook to submit")
-    stamp = submit_week(args.week, student_of(args), what, settings_of(args, course))
-    console.print(f"submitted {args.week} as {student_of(args)} at {stamp}")
+    given = Path(args.notebook) if args.notebook else None
+    notebook = _notebook(week, args.notebook)
+    what = notebook if given is not None and given.is_file() else notebook.parent  # a week folder: its files too
+    left_out: list[str] = []
+    stamp = submit_week(args.week, student_of(args), what, settings_of(args, course), left_out=left_out)
+    console.print(f"submitted {notebook} as {student_of(args)} for {args.week} at {stamp}")
+    if left_out:
+        console.print(f"not submitted (not part of the week): {', '.join(left_out)}")
     return 0
 
 

@@ -23,6 +23,7 @@ import pytest
 import torch
 
 from autograder.kit.seeding import setup
+from autograder.testing.alarm import TimeLimitExceeded, time_limit
 from autograder.testing.bounds import MESSAGE_CHARS, cut
 from autograder.testing.errors import SubmissionError, WorkerTimeout
 
@@ -169,6 +170,11 @@ class SubmissionPlugin:
         client = entry.client if entry is not None else None
         started = self._start_clocks(item, entry)
         try:
+            if client is None and entry is not None:  # code in this process: no worker to kill, an alarm
+                limit = _marker_arg(item, "timeout", self.test_timeout_s)
+                with time_limit(limit, f"your code did not finish within this test's time limit of {limit:.0f} s; "
+                                       "it was stopped (look for an endless loop or far too much work)"):
+                    return (yield)
             return (yield)
         except WorkerTimeout as exc:
             if not exc.starved:
@@ -242,7 +248,7 @@ def describe_failure(excinfo: pytest.ExceptionInfo | None) -> str:
     if excinfo is None:
         return "the test failed"
     exc = excinfo.value
-    if isinstance(exc, SubmissionError):
+    if isinstance(exc, (SubmissionError, TimeLimitExceeded)):
         return str(exc)
     if isinstance(exc, AssertionError):
         text = str(exc).strip()

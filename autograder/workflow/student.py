@@ -1,5 +1,10 @@
 """Student: fetch a released week into a work folder, and submit it under a student id.
 
+Where a student's notebook is, one rule for `course check` and `course submit`
+(`find_notebook`): the path given (a notebook, or a folder holding the week's notebook);
+else `<slug>.ipynb` in this folder (working inside the week's folder); else
+`<week>/<slug>.ipynb` below it (the folder `course fetch` wrote into). Never the release's copy.
+
 The student id is explicit: nbgrader's submit names the inbound folder
 `<student>+<week>+<timestamp>+<random>` from `CourseDirectory.student_id` when that is set
 (`nbgrader submit --student=alice`), and from the OS user only when it is left at '*'.
@@ -36,8 +41,9 @@ def fetch_week(week_id: str, student: str, dest_dir: Path, settings: WorkflowSet
 
 
 def submit_week(week_id: str, student: str, notebook_or_dir: Path, settings: WorkflowSettings,
-                cache: Path | None = None) -> str:
-    """Submit a notebook (saved under the released notebook's name) or a fetched week folder;
+                cache: Path | None = None, left_out: list[str] | None = None) -> str:
+    """Submit a notebook (saved under the released notebook's name) or a fetched week folder (its
+    notebook and the release's files; the names of other files there are added to `left_out`);
     returns nbgrader's timestamp of the submission."""
     _check_student(student)
     course = course_folder(settings, week_id)
@@ -45,7 +51,9 @@ def submit_week(week_id: str, student: str, notebook_or_dir: Path, settings: Wor
         raise WorkflowError(f"{course / 'inbound'} is missing; the instructor should release {week_id} again")
     with tempfile.TemporaryDirectory(prefix=f"submit-{week_id}-") as tmp:
         staged = Path(tmp) / week_id
-        _stage(Path(notebook_or_dir), staged, course / "outbound" / week_id)
+        skipped = _stage(Path(notebook_or_dir), staged, course / "outbound" / week_id)
+        if left_out is not None:
+            left_out.extend(skipped)
         config = student_config(student, Path(tmp), settings, cache)
         app = _app("Submit", config, week_id)
         run_step(app, f"submitting {week_id} for {student}")
@@ -95,17 +103,50 @@ def _own_submissions(cache: Path, course_id: str, student: str, week_id: str):
         yield Path(tmp), [entry.name.split("+")[2] for entry in entries]
 
 
-def _stage(given: Path, staged: Path, released: Path) -> None:
+def find_notebook(week_id: str, slug: str, given: Path | None = None, here: Path | None = None) -> Path:
+    """The student's notebook of the week, by the rule in this module's docstring."""
+    name = f"{slug}.ipynb"
+    if given is not None:
+        given = Path(given)
+        if given.is_dir():
+            given = given / name
+        if not given.is_file():
+            raise WorkflowError(f"{given} does not exist: name the week's notebook ({name}) or its folder")
+        return given
+    here = Path(here or Path.cwd())
+    candidates = [here / name, here / week_id / name]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise WorkflowError(f"no {name} here (looked at {', '.join(map(str, candidates))}): run this inside the "
+                        f"week's folder, name the notebook, or fetch the week first (course fetch {week_id})")
+
+
+def _stage(given: Path, staged: Path, released: Path) -> list[str]:
+    """Copy what is submitted to `staged`: the week's notebook (under its released name) and the
+    files of the release beside it; returns the names left out (scratch notebooks, data)."""
     if not given.exists():
         raise WorkflowError(f"{given} does not exist; pass the week's notebook or the folder fetch_week made")
-    if given.is_dir():
-        shutil.copytree(given, staged, ignore=SKIP)
-    elif given.is_file() and given.suffix == ".ipynb":
-        names = sorted(p.name for p in released.glob("*.ipynb"))
-        staged.mkdir()
+    names = sorted(p.name for p in released.glob("*.ipynb"))
+    staged.mkdir()
+    if given.is_file() and given.suffix == ".ipynb":
         shutil.copy2(given, staged / (names[0] if len(names) == 1 else given.name))
-    else:
+        return []
+    if not given.is_dir():
         raise WorkflowError(f"{given} is neither a notebook (.ipynb) nor a folder; submit the week's notebook")
+    week_files = {p.name for p in released.iterdir()}
+    left_out = []
+    for entry in sorted(given.iterdir()):
+        if entry.name in week_files and not SKIP(str(given), [entry.name]):
+            if entry.is_dir():
+                shutil.copytree(entry, staged / entry.name, ignore=SKIP)
+            else:
+                shutil.copy2(entry, staged / entry.name)
+        elif not entry.name.startswith(".") and entry.name not in ("__pycache__",):
+            left_out.append(entry.name)
+    if not any((staged / n).is_file() for n in names):
+        raise WorkflowError(f"{given} does not hold the week's notebook ({', '.join(names)}); submit that notebook")
+    return left_out
 
 
 def _app(kind: str, config, week_id: str):
