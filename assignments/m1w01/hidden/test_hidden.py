@@ -8,6 +8,8 @@ about 5e-6; the tanh GELU by up to 5e-4).
 
 from __future__ import annotations
 
+import copy
+import itertools
 import math
 
 import pytest
@@ -163,8 +165,8 @@ def test_attention_large_scores_stable(sub):
 @pytest.mark.points(3)
 @pytest.mark.kind("value")
 def test_patch_embed_matches_timm(sub, m1w01_timm):
-    """PatchEmbed with timm's weights gives timm's tokens (24x24 image, 4x4 patches, 2 channels)."""
-    cfg = dict(img_size=24, patch_size=4, in_chans=2, embed_dim=12)
+    """PatchEmbed with timm's weights gives timm's tokens (24x24 image, 3x3 patches, 2 channels)."""
+    cfg = dict(img_size=24, patch_size=3, in_chans=2, embed_dim=12)
     trusted = randomize(m1w01_timm.PatchEmbed(**cfg), seed=1)
     student = load_same_weights(sub.PatchEmbed(**cfg), trusted, "PatchEmbed")
     x = randn(2, 2, 24, 24, seed=0)
@@ -221,19 +223,23 @@ def test_mlp_matches_timm(sub, m1w01_timm):
     assert_close(student(x), expected, what="Mlp output", **F64)
 
 
-@pytest.mark.points(3)
+@pytest.mark.points(2)
 @pytest.mark.kind("value")
-@pytest.mark.parametrize("inputs", ["unit_inputs", "small_inputs"])
+@pytest.mark.parametrize("inputs", ["unit_inputs", "small_inputs", "no_qkv_bias"])
 def test_block_matches_timm(sub, m1w01_timm, inputs):
-    """Block with timm's weights gives timm's output (pre-norm residuals, LayerNorm eps 1e-6), for unit and small inputs."""
-    scale = {"unit_inputs": 1.0, "small_inputs": 0.01}[inputs]
+    """Block with timm's weights gives timm's output (pre-norm residuals, LayerNorm eps 1e-6), for unit and
+    small inputs, and without a qkv bias."""
+    scale = {"unit_inputs": 1.0, "small_inputs": 0.01, "no_qkv_bias": 1.0}[inputs]
     cfg = dict(dim=32, num_heads=4, mlp_ratio=3.0, qkv_bias=True)
+    if inputs == "no_qkv_bias":
+        cfg = dict(dim=30, num_heads=5, mlp_ratio=1.5, qkv_bias=False)
     trusted = randomize(m1w01_timm.Block(**cfg), seed=1)
-    student = load_same_weights(sub.Block(**cfg), trusted, "Block")
-    x = randn(2, 9, 32, seed=0, scale=scale)
+    student = load_same_weights(sub.Block(**cfg), trusted, f"Block(qkv_bias={cfg['qkv_bias']})")
+    x = randn(2, 9, cfg["dim"], seed=0, scale=scale)
     with torch.no_grad():
         expected = trusted(x)
-    assert_close(student(x), expected, what=f"Block output for inputs of size ~{scale:g}", **F64)
+    assert_close(student(x), expected, what=f"Block({', '.join(f'{k}={v}' for k, v in cfg.items())}) output "
+                 f"for inputs of size ~{scale:g}", **F64)
 
 
 @pytest.mark.points(3)
@@ -301,10 +307,18 @@ def test_vit_cls_token_gets_position_slot_0(sub, m1w01_timm):
 @pytest.mark.points(4)
 @pytest.mark.kind("grad")
 def test_attention_gradcheck(sub):
-    """attention() has correct gradients for q, k and v (gradcheck in float64, B=2, N=5, d=8)."""
+    """attention() is softmax(q k^T / sqrt(d)) v, with gradients that match finite differences (float64)."""
     q, k, v = (randn(2, 5, 8, seed=s).requires_grad_(True) for s in (1, 2, 3))
-    ok = torch.autograd.gradcheck(sub.differentiable(sub.attention), (q, k, v), eps=1e-6, atol=1e-6, rtol=1e-4,
-                                  raise_exception=False)
+    attention = sub.differentiable(sub.attention)
+    # gradcheck only proves the gradients consistent with the function computed, whatever it is:
+    # first make sure it is attention (float64 against PyTorch's: measured ~1e-16).
+    assert_close(attention(q, k, v), F.scaled_dot_product_attention(q, k, v).detach(),
+                 what="attention output (the function whose gradients are checked)", atol=1e-10, rtol=1e-8)
+    # fast_mode compares the Jacobian along random directions: a few calls over the wire instead of
+    # two per input entry (measured 0.04 s instead of 8.6 s on a busy machine), and as sure to see a
+    # wrong gradient.
+    ok = torch.autograd.gradcheck(attention, (q, k, v), eps=1e-6, atol=1e-6, rtol=1e-4, raise_exception=False,
+                                  fast_mode=True)
     assert ok, ("the gradients of your attention() do not match finite differences: keep every step a "
                 "differentiable tensor operation (no .detach(), .item(), numpy or in-place edits)")
 
@@ -354,8 +368,148 @@ def test_vit_parameter_grads_match_timm(sub, m1w01_timm):
         assert_close(grads[name], p.grad, what=f"gradient of `{name}`", **F64)
 
 
+# == train: trusted AdamW runs to compare with ==============================================
+# A tiny ViT for the exact checks of the loop: the trusted side starts timm's copy from the same
+# weights and runs torch.optim.AdamW itself, in float64, where both sides agree to ~1e-16.
+TRAIN_VIT = dict(img_size=8, patch_size=4, in_chans=1, num_classes=10, embed_dim=16, depth=1, num_heads=2,
+                 mlp_ratio=2.0)
+
+
+def adamw_run(model, batches, lr, weight_decay):
+    """The trusted loop: one AdamW step on the mean cross-entropy of each (x, y) batch; the losses."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    model.train()
+    losses = []
+    for x, y in batches:
+        loss = F.cross_entropy(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses
+
+
+def largest_change(state, model):
+    """max |state[name] - parameter| over the parameters of `model` (a trusted module)."""
+    return max((state[name].double() - p.detach().double()).abs().max().item() for name, p in model.named_parameters())
+
+
+def cross_entropy_of(model, x, y):
+    """The trusted side's metric: mean cross-entropy of the logits `model(x)` it asked for."""
+    logits = model(x)
+    assert_shape(logits, (len(y), 10), what="the logits of your model")
+    return F.cross_entropy(torch.as_tensor(logits).double(), y).item()
+
+
+def check_losses(losses, steps):
+    """The contract of the returned value: one finite Python float per step."""
+    assert isinstance(losses, (list, tuple)) and len(losses) == steps, \
+        f"train_classifier should return a list with one loss per step ({steps} here)"
+    assert all(isinstance(l, (float, int)) and math.isfinite(l) for l in losses), \
+        "the returned losses should be finite Python floats (use loss.item())"
+
+
+# == value: the training loop ================================================================
+@pytest.mark.points(3)
+@pytest.mark.kind("value")
+def test_train_one_step_is_adamw(sub, m1w01_timm, m1w01_digits):
+    """One step of train_classifier is one AdamW step (the given lr and weight_decay) on batch_size examples."""
+    n, batch_size, lr, weight_decay = 5, 3, 0.01, 2.0
+    x, y = m1w01_digits["x_train"][:n].double(), m1w01_digits["y_train"][:n]
+    trusted = timm_vit(m1w01_timm, TRAIN_VIT, seed=2)
+    student = load_same_weights(sub.VisionTransformer(**TRAIN_VIT), trusted, "VisionTransformer")
+    start = copy.deepcopy(trusted.state_dict())
+    losses = sub.train_classifier(student, x, y, steps=1, lr=lr, batch_size=batch_size,
+                                  weight_decay=weight_decay, seed=5)
+    check_losses(losses, 1)
+    after = student.state_dict()
+    assert largest_change(after, trusted) > 0, "train_classifier(steps=1) did not change the model's weights"
+    # However the batch was drawn (with or without replacement, from a permutation), it is one of
+    # these multisets of batch_size examples: the trusted side takes the AdamW step from each.
+    best = None
+    for batch in itertools.combinations_with_replacement(range(n), batch_size):
+        trusted.load_state_dict(start)
+        idx = torch.tensor(batch)
+        loss = adamw_run(trusted, [(x[idx], y[idx])], lr, weight_decay)[0]
+        distance = largest_change(after, trusted)
+        if best is None or distance < best[0]:
+            best = (distance, loss)
+    # float64 on both sides. Measured (reference, epoch-wise and without-replacement sampling, another
+    # style; 12 seeds each): the best batch matches to at most 1.7e-8 * lr (Adam divides rounding in a
+    # near-zero gradient by its eps=1e-8); every other batch is >= 2 * lr away (a weight whose gradient
+    # changes sign). lr=3e-3 instead of 0.01 is 0.7 * lr away; weight_decay 0.05 instead of 2 moves
+    # the weights by lr * 1.95 * |w|, up to ~3 * lr. 1e-4 * lr sits between, with margins of 5000x.
+    assert best[0] <= 1e-4 * lr, (
+        f"after one step the weights are not those of one AdamW step (largest difference {best[0]:.3g}): "
+        "check that train_classifier builds torch.optim.AdamW with the lr and weight_decay it is given, "
+        "draws batch_size examples per step, computes F.cross_entropy on them, and takes exactly `steps` steps")
+    assert abs(losses[0] - best[1]) <= 1e-9 * max(1.0, abs(best[1])), (  # float64, same batch: ~1e-16
+        f"the returned loss {losses[0]:.6g} is not the cross-entropy of the step's batch ({best[1]:.6g}): "
+        "record loss.item() of the loss you differentiate")
+
+
+@pytest.mark.points(2)
+@pytest.mark.kind("value")
+def test_train_steps_follow_adamw(sub, m1w01_timm, m1w01_digits):
+    """train_classifier takes exactly `steps` AdamW steps with one optimizer and returns each step's loss."""
+    steps, lr, weight_decay = 4, 0.02, 0.5
+    # Six copies of one digit: every batch, however drawn and of whatever size, has the same
+    # loss and gradient, so the trusted run knows each step's batch.
+    x = m1w01_digits["x_train"][:1].double().expand(6, -1, -1, -1).clone()
+    y = m1w01_digits["y_train"][:1].expand(6).clone()
+    trusted = timm_vit(m1w01_timm, TRAIN_VIT, seed=3)
+    student = load_same_weights(sub.VisionTransformer(**TRAIN_VIT), trusted, "VisionTransformer")
+    losses = sub.train_classifier(student, x, y, steps=steps, lr=lr, batch_size=2, weight_decay=weight_decay, seed=7)
+    check_losses(losses, steps)
+    expected = adamw_run(trusted, [(x[:1], y[:1])] * steps, lr, weight_decay)
+    distance = largest_change(student.state_dict(), trusted)
+    # float64: measured at most 1.1e-7 * lr (reference, epoch-wise sampling, another style; 12 seeds
+    # each). Each AdamW step moves weights by up to ~lr, so one step more or less, a missing zero_grad
+    # or an optimizer made anew each step all differ by a sizeable fraction of lr.
+    assert distance <= 1e-4 * lr, (
+        f"after {steps} steps the weights differ from {steps} AdamW steps by up to {distance:.3g}: check that "
+        "train_classifier makes one optimizer before the loop, takes exactly `steps` steps, and calls "
+        "zero_grad, backward and step once per step")
+    assert_close(torch.tensor(losses, dtype=torch.float64), torch.tensor(expected, dtype=torch.float64),
+                 what="the returned losses (each step's loss before its update)",
+                 atol=1e-9, rtol=1e-9)  # float64, same model and batch: ~1e-16
+
+
+@pytest.mark.points(2)
+@pytest.mark.kind("value")
+def test_train_is_deterministic(sub, m1w01_timm, m1w01_digits):
+    """The same seed and starting weights give the same trained weights; another seed gives others."""
+    x, y = m1w01_digits["x_train"][:200], m1w01_digits["y_train"][:200]
+    trusted = timm_vit(m1w01_timm, TRAIN_VIT, seed=4)
+    start = trusted.state_dict()
+    states = []
+    for seed in (3, 3, 4):
+        model = load_same_weights(sub.VisionTransformer(**TRAIN_VIT), trusted, "VisionTransformer", double=False)
+        if seed == 3 and not states:
+            before = cross_entropy_of(model, x, y)
+        check_losses(sub.train_classifier(model, x, y, steps=15, lr=3e-3, batch_size=32, weight_decay=0.05,
+                                          seed=seed), 15)
+        states.append(model.state_dict())
+        if len(states) == 1:
+            after = cross_entropy_of(model, x, y)
+    moved = max((states[0][k] - start[k].float()).abs().max().item() for k in start)
+    # Measured over 12 seeds of the reference, epoch-wise and without-replacement sampling and another
+    # style (48 runs): the weights move by 0.040-0.046, the cross-entropy drops by 0.46-1.12, and
+    # another seed ends 0.030-0.077 away. Untrained weights move by 0 and drop by 0.
+    assert moved > 1e-3, "train_classifier did not change the model's weights"
+    assert after < before - 0.15, (f"training did not lower the cross-entropy on the training images "
+                                   f"({before:.3f} before, {after:.3f} after 15 steps)")
+    same = max((states[1][k] - states[0][k]).abs().max().item() for k in start)
+    # The same computation on one thread: identical in practice; 1e-6 forgives nothing real.
+    assert same <= 1e-6, ("two runs with the same seed and starting weights end with different weights "
+                          f"(by up to {same:.3g}): draw the batches from a torch.Generator seeded with `seed`")
+    other = max((states[2][k] - states[0][k]).abs().max().item() for k in start)
+    assert other > 1e-3, ("runs with seed=3 and seed=4 end with the same weights: the batches should be drawn "
+                          "from a generator seeded with the `seed` argument")
+
+
 # == convergence ==============================================================================
-@pytest.mark.points(14)
+@pytest.mark.points(10)
 @pytest.mark.kind("convergence")
 @pytest.mark.timeout(120)
 def test_train_digits_accuracy(sub, m1w01_digits):
@@ -365,50 +519,34 @@ def test_train_digits_accuracy(sub, m1w01_digits):
                                   num_heads=4, mlp_ratio=2.0)
     losses = sub.train_classifier(model, d["x_train"], d["y_train"], steps=300, lr=3e-3, batch_size=128,
                                   weight_decay=0.05, seed=0)
-    assert len(losses) == 300, f"train_classifier should return one loss per step (300), got {len(losses)}"
+    check_losses(losses, 300)
     model.eval()
     logits = model(d["x_test"])
     assert_shape(logits, (500, 10), what="logits for the held-out digits")
     accuracy = (logits.argmax(-1) == d["y_test"]).double().mean().item()
-    # Measured on 1 thread, one run per init seed: the reference 0.916-0.958 (8 seeds); with timm-style
-    # trunc-normal(0.02) Linear init 0.854-0.952 (13 seeds, sd ~0.03); with epoch-wise sampling
-    # 0.932-0.968 (8 seeds). A broken loop (e.g. no zero_grad) gives ~0.10. 0.80 keeps valid variants safe.
+    # Measured on 1 thread, 12 seeds (init and batches) each: the reference 0.916-0.958; timm-style
+    # trunc-normal(0.02) Linear init 0.854-0.952; epoch-wise sampling 0.938-0.964; another style (einsum
+    # attention, log_softmax + nll, global-seeded epoch-wise batches) 0.914-0.962. A broken loop (e.g. no
+    # zero_grad) gives ~0.10. 0.80 keeps valid variants safe.
     assert accuracy >= 0.80, (f"after training, your ViT classifies {accuracy:.1%} of 500 held-out digits "
                               "correctly; at least 80% is expected (a correct model and loop reach about 93%)")
 
 
-@pytest.mark.points(4)
+@pytest.mark.points(3)
 @pytest.mark.kind("convergence")
 @pytest.mark.timeout(60)
 def test_train_loss_decreases_and_eval_mode(sub, m1w01_digits):
-    """train_classifier returns one finite loss per step, the losses go down, and the model ends in eval mode."""
+    """Training lowers the cross-entropy of the model on its training images, and leaves it in eval mode."""
     x, y = m1w01_digits["x_train"][:256], m1w01_digits["y_train"][:256]
     model = sub.VisionTransformer(img_size=8, patch_size=4, in_chans=1, num_classes=10, embed_dim=32, depth=1,
                                   num_heads=2, mlp_ratio=2.0)
+    before = cross_entropy_of(model, x, y)
     losses = sub.train_classifier(model, x, y, steps=60, lr=3e-3, batch_size=64, weight_decay=0.05, seed=1)
-    assert isinstance(losses, (list, tuple)) and len(losses) == 60, \
-        "train_classifier should return a list with one loss per step (60 here)"
-    assert all(isinstance(l, (float, int)) and math.isfinite(l) for l in losses), \
-        "the returned losses should be finite Python floats (use loss.item())"
-    first, last = sum(losses[:10]) / 10, sum(losses[-10:]) / 10
-    # Reference: the mean loss of the last 10 steps is 0.13-0.24x that of the first 10 (12 seeds).
-    assert last < 0.6 * first, (f"the training loss barely went down (mean of the first 10 steps {first:.3f}, "
-                                f"of the last 10 {last:.3f})")
+    check_losses(losses, 60)
     assert model.training is False, "train_classifier should leave the model in eval mode (call model.eval())"
-
-
-@pytest.mark.points(2)
-@pytest.mark.kind("value")
-def test_train_is_deterministic(sub, m1w01_digits):
-    """train_classifier gives the same losses twice for the same seed and the same starting weights."""
-    x, y = m1w01_digits["x_train"][:200], m1w01_digits["y_train"][:200]
-    cfg = dict(img_size=8, patch_size=4, in_chans=1, num_classes=10, embed_dim=16, depth=1, num_heads=2,
-               mlp_ratio=2.0)
-    first = sub.VisionTransformer(**cfg)
-    second = sub.VisionTransformer(**cfg)
-    second.load_state_dict(first.state_dict())
-    runs = [sub.train_classifier(m, x, y, steps=15, lr=3e-3, batch_size=32, weight_decay=0.05, seed=3)
-            for m in (first, second)]
-    assert len(runs[0]) == 15 and len(runs[1]) == 15, "train_classifier should return one loss per step"
-    assert_close(torch.tensor(runs[1]), torch.tensor(runs[0]), what="the loss curve of a second run with the same seed",
-                 atol=1e-6, rtol=1e-5)  # the same computation on one thread: identical in practice
+    after = cross_entropy_of(model, x, y)
+    # Trusted cross-entropy after / before, 12 seeds (init and batches) each: the reference 0.10-0.19,
+    # epoch-wise sampling 0.07-0.14, sampling without replacement 0.09-0.17, another style 0.07-0.14,
+    # timm-style trunc-normal(0.02) Linear init 0.25-0.40. An untrained model stays at 1.0.
+    assert after < 0.6 * before, (f"training barely lowered the cross-entropy on the training images "
+                                  f"({before:.3f} before, {after:.3f} after 60 steps)")
