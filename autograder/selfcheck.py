@@ -80,6 +80,7 @@ def check_notebook(course, root: Path, week_id: str, notebook: Path, part: str |
     """A saved notebook's self-check, from the shell: its code loaded under the grader's import
     time limit, then the public tests under its per-test limit."""
     from autograder.submission.forbidden import forbidden_parts
+    from autograder.submission.locate import MODULE_FILE, in_notebook_terms, kernel_frames
     from autograder.submission.notebook import extract_module
     from autograder.testing.alarm import TimeLimitExceeded, time_limit
 
@@ -90,19 +91,21 @@ def check_notebook(course, root: Path, week_id: str, notebook: Path, part: str |
                 "long demos into cells tagged 'demo' or guard them")
     try:
         with time_limit(limits.import_timeout_s, too_long):
-            exec(compile(module.source, str(notebook), "exec"), namespace)
+            exec(compile(module.source, MODULE_FILE, "exec"), namespace)
     except TimeLimitExceeded as exc:
         raise NotebookDidNotRun(str(exc)) from None
     except Exception as exc:  # the student's own code, on the student's own machine
-        raise NotebookDidNotRun(f"{type(exc).__name__}: {exc}") from None
+        where = in_notebook_terms(kernel_frames(exc), module.source)
+        raise NotebookDidNotRun(f"{type(exc).__name__}: {exc}" + (f"\n{where.rstrip()}" if where else "")) from None
     tests = find_public_tests(week_id, root, notebook)
     return run_public_tests(week_id, namespace, tests, part, forbidden_parts(module.source, week.forbidden, week.id),
-                            test_timeout_s=limits.test_timeout_s)
+                            test_timeout_s=limits.test_timeout_s, source=module.source)
 
 
 def run_public_tests(week: str, namespace: dict | types.ModuleType, folder: Path,
                      part: str | None = None, forbidden_parts: dict[str, str] | None = None,
-                     test_timeout_s: float = GradingLimits.model_fields["test_timeout_s"].default) -> CheckReport:
+                     test_timeout_s: float = GradingLimits.model_fields["test_timeout_s"].default,
+                     source: str | None = None) -> CheckReport:
     import pytest
 
     from autograder.testing.in_process import InProcessSubmission
@@ -114,7 +117,7 @@ def run_public_tests(week: str, namespace: dict | types.ModuleType, folder: Path
                           "(fetch the week again, or check the whole week)")
     if part and part not in parts:
         raise UnknownPart(f"{week} has no part {part!r}; its parts are {', '.join(dict.fromkeys(parts))}")
-    entry = SubmissionEntry("yours", lambda: InProcessSubmission(namespace, forbidden_parts),
+    entry = SubmissionEntry("yours", lambda: InProcessSubmission(namespace, forbidden_parts), source=source,
                             test_filter=(lambda name: part_of(name, parts) == part) if part else None)
     plugin = SubmissionPlugin([entry], default_visibility="visible", test_timeout_s=test_timeout_s)
     args = [str(folder), "-p", "no:cacheprovider", "--import-mode=importlib", "--assert=plain",

@@ -143,3 +143,23 @@ def test_the_trusted_process_runs_under_a_memory_limit(tmp_path):
     log = _run_reporting_progress([sys.executable, "-c", probe], {}, tmp_path, 60, tmp_path / "progress.jsonl",
                                   None, memory_bytes=3 << 30)
     assert f"DATA LIMIT {3 << 30}" in log
+
+
+NOTEBOOK_WITH_A_BUG = [
+    "import torch",
+    "def helper(x):\n    scale = 1.0\n    return x.max(dim=7)",
+    "def softmax(x):\n    e = torch.exp(x - helper(x).values)\n    return e / e.sum(-1, keepdim=True)",
+]
+
+
+def test_messages_name_the_notebook_cell_not_a_module_line(toy, tmp_path):
+    """A student never sees the generated module: errors point at cell number and first line."""
+    course, root = toy
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# my work")]
+                                  + [nbformat.v4.new_code_cell(code) for code in NOTEBOOK_WITH_A_BUG])
+    path = tmp_path / "mine.ipynb"
+    nbformat.write(nb, path)
+    result = grade(course, root, "m1w01", [Submitted("mine", path)])["mine"]
+    message = next(t.message for t in result.tests if t.name == "test_softmax_values")
+    assert "cell 3 (def helper(x):), line 3" in message and "cell 4 (def softmax(x):), line 2" in message, message
+    assert "submission.py" not in message

@@ -23,6 +23,7 @@ from autograder.config import Course, GradingLimits, Week
 from autograder.layout import CoursePaths
 from autograder.sandbox.spec import new_run_id
 from autograder.submission.forbidden import WHOLE_SUBMISSION, find_forbidden, forbidden_parts
+from autograder.submission.locate import describe_line
 from autograder.submission.opaque import MODULE_LEVEL
 from autograder.testing.bounds import bounded_notes
 from autograder.submission.notebook import NotebookError, extract_module
@@ -193,7 +194,7 @@ def _prepare(item: Submitted, index: int, work: Path, forbidden: list[str], week
     module_path = folder / "submission.py"
     module_path.write_text(module.source)
     os.chmod(module_path, 0o644)
-    notes = [f"line {finding.line}: {finding.api} is not allowed in {week}"
+    notes = [f"{describe_line(module.source, finding.line)}: {finding.api} is not allowed in {week}"
              + (f" (in `{finding.owner}`)" if finding.owner != MODULE_LEVEL else "")
              for finding in find_forbidden(module.source, forbidden)]
     parts = forbidden_parts(module.source, forbidden, week)

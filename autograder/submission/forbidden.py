@@ -17,6 +17,7 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass
 
+from autograder.submission.locate import describe_line
 from autograder.submission.opaque import MODULE_LEVEL, find_opaque, link_parents
 
 WHOLE_SUBMISSION = "*"  # the key of forbidden_parts that forbids every part
@@ -59,23 +60,23 @@ def forbidden_parts(source: str, forbidden: list[str], week: str = "this week") 
     at_load = [h for h in hidden if h.owner == MODULE_LEVEL]
     if at_load:
         h = at_load[0]
-        return {WHOLE_SUBMISSION: f"line {h.line} uses {h.construct} in code that runs when the notebook loads; "
+        return {WHOLE_SUBMISSION: f"{describe_line(source, h.line)} uses {h.construct} in code that runs when the notebook loads; "
                                   f"{week} forbids some APIs, so code that reaches things by computed names or "
                                   "through the import machinery cannot be graded: remove it"}
     findings = find_forbidden(source, forbidden)
     loading = [f for f in findings if f.owner == MODULE_LEVEL]
     if loading:
         f = loading[0]
-        return {WHOLE_SUBMISSION: f"line {f.line} uses {f.api} in code that runs when the notebook loads, "
+        return {WHOLE_SUBMISSION: f"{describe_line(source, f.line)} uses {f.api} in code that runs when the notebook loads, "
                                   f"which {week} does not allow: remove it"}
     references = {name: refs for statement in tree.body
                   for name, refs in _references(statement).items()}
-    apis = {f.owner: f"{f.api} (line {f.line})" for f in reversed(findings)}
+    apis = {f.owner: f"{f.api} ({describe_line(source, f.line)})" for f in reversed(findings)}
     reasons = {name: f"`{name}` uses {api}, which {week} does not allow: write it yourself with tensor operations"
                for name, api in apis.items()}
     for h in reversed(hidden):
-        apis[h.owner] = f"{h.construct} (line {h.line})"
-        reasons[h.owner] = (f"`{h.owner}` uses {h.construct} (line {h.line}), which hides what the code reaches; "
+        apis[h.owner] = f"{h.construct} ({describe_line(source, h.line)})"
+        reasons[h.owner] = (f"`{h.owner}` uses {h.construct} ({describe_line(source, h.line)}), which hides what the code reaches; "
                             f"{week} forbids some APIs, so it cannot be graded: write it with plain attribute names")
     changed = True
     while changed:

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import nbformat
 
+from autograder.submission.locate import CELL_MARK
+
 MAX_NOTEBOOK_BYTES = 20 << 20
 DEMO_TAGS = {"demo", "skip-grading"}
 
@@ -83,7 +85,7 @@ def _from_notebook(raw: bytes, name: str) -> ExtractedModule:
         if not code.strip():
             continue
         _check_syntax(code, f"code cell {index}")
-        pieces.append(f"# --- cell {index} ---\n{code}\n")
+        pieces.append(f"{CELL_MARK.format(index)}\n{code}\n")
         kept += 1
     source = "\n".join(pieces)
     if "get_ipython()" in source:

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from autograder.sandbox.gradients import vector_jacobian_product
+from autograder.submission.locate import kernel_frames
 from autograder.testing.errors import StudentCodeError, student_error
 from autograder.testing.submission import VJP, Submission, as_cotangent_list
 
@@ -91,9 +92,9 @@ def _call(fn: Any, args: list, kwargs: dict) -> Any:
     except StudentCodeError:
         raise
     except AttributeError as exc:
-        raise student_error({"type": "AttributeError", "message": str(exc)}) from exc
+        raise student_error({"type": "AttributeError", "message": str(exc), "traceback": kernel_frames(exc)}) from exc
     except Exception as exc:
-        raise student_error({"type": type(exc).__name__, "message": str(exc)}) from exc
+        raise student_error({"type": type(exc).__name__, "message": str(exc), "traceback": kernel_frames(exc)}) from exc
 
 
 def _guard(value: Any) -> Any:

@@ -23,6 +23,7 @@ import pytest
 import torch
 
 from autograder.kit.seeding import setup
+from autograder.submission.locate import in_notebook_terms
 from autograder.testing.alarm import TimeLimitExceeded, time_limit
 from autograder.testing.bounds import MESSAGE_CHARS, cut
 from autograder.testing.errors import SubmissionError, WorkerTimeout
@@ -64,6 +65,7 @@ class SubmissionEntry:
     until_caught: bool = False
     skip_kinds: tuple[str, ...] = ()
     test_filter: Callable[[str], bool] | None = None  # on test names: a self-check's one part
+    source: str | None = None  # the module graded: its tracebacks are told in notebook cells
     spent_s: float = 0.0
     _instance: Any = field(default=None, repr=False)
 
@@ -216,6 +218,9 @@ class SubmissionPlugin:
         if report.skipped:
             return
         message = "" if report.passed else cut(describe_failure(call.excinfo), MESSAGE_CHARS)
+        entry = self.entries.get(_submission_of(item) or "")
+        if message and entry is not None and entry.source:
+            message = in_notebook_terms(message, entry.source)
         doc = (getattr(item, "function", None).__doc__ or "").strip().splitlines()
         name = item.originalname + _extra_params(item)
         self.outcomes.append(TestOutcome(
@@ -328,12 +333,14 @@ def plugin_from_config(config: dict) -> SubmissionPlugin:
                               limits=limits, sandbox=config.get("sandbox", "auto"), **config.get("docker", {}))
             pool = pool or ZygotePool(spec, spare=count > 1)  # one sandbox recipe for the run
             client = WorkerClient(spec, import_timeout=config.get("import_timeout_s", 60.0), pool=pool)
+            source = Path(item["module_path"]).read_text()
             parts = item.get("forbidden_parts", {})
             entries.append(SubmissionEntry(
                 name=entry_key(suite["week"], item["name"]), only=item.get("only"), suite=folder,
                 until_caught=bool(item.get("only")) and bool(config.get("until_caught")) and not item.get("exhaustive"),
                 budget_s=config.get("submission_timeout_s"), client=client,
-                skip_kinds=tuple(item.get("skip_kinds", ())), factory=lambda c=client, p=parts: RemoteSubmission(c, p)))
+                skip_kinds=tuple(item.get("skip_kinds", ())), source=source,
+                factory=lambda c=client, p=parts: RemoteSubmission(c, p)))
         for item in suite.get("in_process", []):
             entries.append(SubmissionEntry(
                 name=entry_key(suite["week"], item["name"]), only=item.get("only"), suite=folder,
