@@ -163,3 +163,18 @@ def test_messages_name_the_notebook_cell_not_a_module_line(toy, tmp_path):
     message = next(t.message for t in result.tests if t.name == "test_softmax_values")
     assert "cell 3 (def helper(x):), line 3" in message and "cell 4 (def softmax(x):), line 2" in message, message
     assert "submission.py" not in message
+
+
+def test_reports_show_each_case_once_and_a_load_failure_once():
+    from autograder.grading.run import GradeResult
+    from autograder.testing.plugin import TestOutcome
+
+    cases = [TestOutcome("s", f"test_attention_values[{n}]", "attention equals sdpa", 1.0, "value", "visible",
+                         n == 2, message="" if n == 2 else "off by 0.1") for n in (2, 3)]
+    report = feedback_markdown(GradeResult("s", "m1w01", tests=cases), "Toy")
+    assert "attention equals sdpa (case 2)" in report and "attention equals sdpa (case 3)" in report
+    load = "running your notebook's code failed: your code raised NameError: name 'x' is not defined"
+    broken = [TestOutcome("s", f"test_{n}", f"test {n}", 1.0, "value", "visible", False, message=load)
+              for n in range(5)]
+    report = feedback_markdown(GradeResult("s", "m1w01", tests=broken), "Toy")
+    assert report.count(load) == 1 and "Every test failed for the same reason" in report

@@ -35,16 +35,22 @@ def cmd_grade(args: argparse.Namespace) -> int:
 
 
 def _print_result(result) -> None:
+    from autograder.grading.report import common_failure
+
     if result.error and not result.tests:
         console.print(styled(("Not graded: ", "red"), result.error))
     for note in result.notes:
         console.print(styled(("note: ", "yellow"), note))
+    headline = common_failure(result)
+    if headline:
+        console.print(styled(("Every test failed for the same reason: ", "red"), headline))
     if result.tests:
         table = Table()
         for column in ("test", "kind", "points", "result"):
             table.add_column(column)
         for t in result.tests:
-            verdict = styled(("passed", "green")) if t.passed else styled(("failed ", "red"), t.message[:160])
+            verdict = styled(("passed", "green")) if t.passed else styled(("failed", "red"), "" if headline else
+                                                                         " " + t.message[:160])
             table.add_row(t.name, t.kind, f"{t.points if t.passed else 0:g}/{t.points:g}", verdict)
         console.print(table)
     console.print(f"total: {result.earned:g} / {result.possible:g}   "
@@ -95,6 +101,7 @@ def autograde_with_progress(course: Course, root: Path, week_id: str, settings, 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from autograder.grading.autograde import autograde_week
+    from autograder.grading.report import case_of
     from autograder.workflow.collect import read_collected
 
     week = course.week(week_id)
@@ -110,11 +117,12 @@ def autograde_with_progress(course: Course, root: Path, week_id: str, settings, 
         graded = autograde_week(course, root, week.id, settings, students=students, jobs=jobs, sandbox=sandbox,
                                 on_progress=finished)
     table = Table(title=f"{week.id}: {len(graded)} graded")
-    for column in ("student", "tests", "score", "first failed test", "late policy"):
+    for column in ("student", "hidden-test points", "score (after late policy)", "first failed test", "late policy"):
         table.add_column(column)
     for item in graded:
         tests = f"{item.result.earned:g}/{item.result.possible:g}" if item.result.tests else "not graded"
-        failed = next((t.description or t.name for t in item.result.tests if not t.passed), item.result.error or "")
+        failed = next(((t.description or t.name) + case_of(t.name) for t in item.result.tests if not t.passed),
+                      item.result.error or "")
         failed = failed if len(failed) <= 60 else failed[:59] + "…"
         table.add_row(item.student, tests, f"{item.score:g} / {week.points:g}", failed, item.late_note)
     console.print(table)

@@ -65,6 +65,20 @@ def fenced(text: str) -> list[str]:
     return [fence, text, fence]
 
 
+def common_failure(result: GradeResult) -> str | None:
+    """The one message every test failed with (a notebook that did not load), to say once."""
+    messages = {t.message.strip() for t in result.tests if not t.passed}
+    if len(result.tests) > 1 and all(not t.passed for t in result.tests) and len(messages) == 1:
+        return messages.pop() or None
+    return None
+
+
+def case_of(test_name: str) -> str:
+    """A parametrized test's case id, as ` (case …)`; empty for a plain test."""
+    found = re.search(r"\[(.+)\]$", test_name)
+    return f" (case {found.group(1)})" if found else ""
+
+
 def feedback_markdown(result: GradeResult, title: str) -> str:
     """A report a student can act on: what passed, what failed and why, what to look at."""
     lines = [f"# Feedback: {result.week}, {title}", ""]
@@ -75,16 +89,20 @@ def feedback_markdown(result: GradeResult, title: str) -> str:
     lines += [f"**Score: {result.earned:g} / {result.possible:g}**", ""]
     if result.notes:
         lines += ["## Notes", ""] + fenced("\n".join(result.notes)) + [""]
+    headline = common_failure(result)
+    if headline:
+        lines += ["**Every test failed for the same reason:**", ""] + fenced(headline) + [""]
     lines += ["| | test | kind | points |", "|---|---|---|---|"]
     for t in result.tests:
         mark = "passed" if t.passed else "**failed**"
-        lines.append(f"| {mark} | {t.description} | {t.kind} | {t.points if t.passed else 0:g} / {t.points:g} |")
-    failed = [t for t in result.tests if not t.passed]
+        lines.append(f"| {mark} | {t.description}{case_of(t.name)} | {t.kind} | "
+                     f"{t.points if t.passed else 0:g} / {t.points:g} |")
+    failed = [t for t in result.tests if not t.passed] if not headline else []
     if failed:
         lines += ["", "## What to look at", ""]
         for t in failed:
-            lines += [f"### {t.description}", ""] + fenced(t.message.strip() or "(no message)") + [""]
+            lines += [f"### {t.description}{case_of(t.name)}", ""] + fenced(t.message.strip() or "(no message)") + [""]
             lines += [f"_{t.note}_", ""] if t.note else []
-    else:
+    elif not headline:
         lines += ["", "Every test passed."]
     return "\n".join(lines) + "\n"
