@@ -19,9 +19,10 @@ from autograder.config import CourseConfigError
 def _options() -> dict[str, argparse.ArgumentParser]:
     """Options that several commands share, each defined once."""
     week = argparse.ArgumentParser(add_help=False)
-    week.add_argument("week", metavar="WEEK")
+    week.add_argument("week", metavar="WEEK", help="a week's id, m<module>w<week>: m1w01 ... m3w21 "
+                      "(`course list` shows them)")
     weeks = argparse.ArgumentParser(add_help=False)
-    weeks.add_argument("weeks", nargs="*", metavar="WEEK", help="weeks (default: every ready week)")
+    weeks.add_argument("weeks", nargs="*", metavar="WEEK", help="week ids such as m1w01 (default: every ready week)")
     exchange = argparse.ArgumentParser(add_help=False)
     exchange.add_argument("--exchange", metavar="DIR",
                           help="nbgrader's exchange folder (default: course.yaml's workflow.exchange)")

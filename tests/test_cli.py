@@ -34,6 +34,10 @@ def test_list_shows_all_weeks():
     for week in ("m1w01", "m2w04", "m3w21"):
         assert week in result.stdout
     assert "of 29 weeks ready" in result.stdout
+    narrow = course("list", COLUMNS="80")
+    assert "2027-01-18 23:59" in narrow.stdout and "m1w01" in narrow.stdout, "ids and dates stay whole at 80 columns"
+    assert "m1w01 ... m3w21" in course("check", "--help").stdout, "--help says what WEEK is"
+    assert "bubblewrap" in course("autograde", "--help").stdout
 
 
 def test_invalid_course_file_is_one_clear_error(tmp_path):

@@ -17,11 +17,11 @@ from autograder.commands.context import (UsageError, console, err, find_course_f
 def cmd_list(args: argparse.Namespace) -> int:
     course, _ = open_course(args)
     table = Table(title=course.title)
-    for column in ("week", "module", "title", "category", "state", "points", "release", "due"):
-        table.add_column(column)
-    for w in course.weeks:
-        table.add_row(w.id, str(w.module), w.title, w.category, w.state, f"{w.points:g}",
-                      str(w.release or ""), str(w.due or ""))
+    for column in ("week", "title", "state", "points", "release", "due"):
+        table.add_column(column, no_wrap=column != "title", overflow="fold")
+    for w in course.weeks:  # at 80 columns the title wraps; ids and dates stay whole
+        table.add_row(w.id, w.title, w.state, f"{w.points:g}", str(w.release or ""),
+                      f"{w.due:%Y-%m-%d %H:%M}" if w.due else "")
     console.print(table)
     ready = sum(w.state == "ready" for w in course.weeks)
     console.print(f"{ready} of {len(course.weeks)} weeks ready")
