@@ -29,11 +29,14 @@ def m1w02_timm() -> types.SimpleNamespace:
     def build_timm_swin_classifier(depth, num_heads, **kw):
         return swin.SwinTransformer(depths=(depth,), num_heads=(num_heads,), **kw)
 
-    def build_timm_mbconv(in_chs, out_chs, stride=1):
-        return maxxvit.MbConvBlock(in_chs, out_chs, stride, cfg=maxxvit.MaxxVitConvCfg())  # CoAtNet-0's settings
+    def build_timm_mbconv(in_chs, out_chs, stride=1, expand_ratio=4.0, se_ratio=0.25):
+        # CoAtNet-0's settings; timm rounds the expanded width to a multiple of 8 (the suite's widths already are)
+        cfg = maxxvit.MaxxVitConvCfg(expand_ratio=expand_ratio, attn_ratio=se_ratio)
+        return maxxvit.MbConvBlock(in_chs, out_chs, stride, cfg=cfg)
 
-    def build_timm_relative_attention(dim, feat_size, dim_head):
-        return maxxvit.Attention2d(dim, dim, dim_head=dim_head, rel_pos_cls=partial(RelPosBias, window_size=feat_size))
+    def build_timm_relative_attention(dim, feat_size, dim_head, bias=True):
+        return maxxvit.Attention2d(dim, dim, dim_head=dim_head, bias=bias,
+                                   rel_pos_cls=partial(RelPosBias, window_size=feat_size))
 
     return types.SimpleNamespace(
         window_partition=swin.window_partition,
