@@ -50,3 +50,17 @@ def test_suite_has_every_kind_of_check(week):
             if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "kind" and node.args:
                 kinds.add(node.args[0].value)
     assert kinds == set(KINDS)
+
+
+@pytest.mark.parametrize("week", READY)
+def test_no_cell_shows_a_generator(repo_course, week):
+    """A cell ending in `torch.manual_seed(0)` shows `<torch._C.Generator at 0x...>` to the student."""
+    import nbformat
+
+    course, root = repo_course
+    notebook = nbformat.read(root / "release" / week / f"{course.week(week).slug}.ipynb", as_version=4)
+    for cell in (c for c in notebook.cells if c.cell_type == "code"):
+        body = ast.parse(cell.source).body if cell.source.strip() and "%" not in cell.source else []
+        last = body[-1] if body else None
+        shown = isinstance(last, ast.Expr) and isinstance(last.value, ast.Call)
+        assert not (shown and ast.unparse(last.value.func).endswith("manual_seed")), cell.source[:200]
