@@ -229,8 +229,9 @@ MAE_BETAS = (0.9, 0.95)  # the notebook's AdamW betas (MAE's), not PyTorch's def
 
 
 def frozen_head_mae(cfg: dict, seed: int) -> nn.Module:
-    """A trusted float64 MAE (raw-pixel loss) whose first two AdamW steps do not depend on which images,
-    patches or order a training loop draws, when every image is constant.
+    """A trusted float64 MAE (raw-pixel loss) whose first two AdamW steps do not depend on which patches a
+    training loop masks, when every image is constant (one value per image): they depend only on the mean
+    of those values over each batch, and not at all on the batches when every image is the same.
 
     decoder.pred.weight = 0 makes every patch's prediction the bias alone, so the loss and the gradients
     of pred.* are the same for any mask; decoder.norm.weight = 0 makes the norm's output its bias alone,
