@@ -9,6 +9,7 @@ assignment instead of `gather`, and attention is PyTorch's own multi-head attent
 
 from __future__ import annotations
 
+import copy
 import math
 import types
 
@@ -223,6 +224,59 @@ class RefSimMIM(nn.Module):
         return loss, pred, mask
 
 
+# -- training: AdamW runs the trusted side can predict --------------------------------------------
+MAE_BETAS = (0.9, 0.95)  # the notebook's AdamW betas (MAE's), not PyTorch's default (0.9, 0.999)
+
+
+def frozen_head_mae(cfg: dict, seed: int) -> nn.Module:
+    """A trusted float64 MAE (raw-pixel loss) whose first two AdamW steps do not depend on which patches a
+    training loop masks, when every image is constant (one value per image): they depend only on the mean
+    of those values over each batch, and not at all on the batches when every image is the same.
+
+    decoder.pred.weight = 0 makes every patch's prediction the bias alone, so the loss and the gradients
+    of pred.* are the same for any mask; decoder.norm.weight = 0 makes the norm's output its bias alone,
+    and no gradient reaches anything before it (those weights only decay). After step 1 pred.weight is
+    no longer 0 but the norm's weight still is (it had no gradient), so step 2 is predictable too. Only
+    decoder.norm.weight's second step depends on the masks."""
+    model = randomize_f64(RefMAE(**cfg, norm_pix_loss=False), seed)
+    with torch.no_grad():
+        model.decoder.pred.weight.zero_()
+        model.decoder.norm.weight.zero_()
+    return model
+
+
+def no_decay(name: str, p: torch.Tensor) -> bool:
+    """The parameters that MAE's official code leaves out of weight decay (biases, norms: 1-D)."""
+    return p.dim() <= 1 or name.endswith(".bias")
+
+
+def trusted_adamw(model: nn.Module, batches, lr: float, weight_decay: float, mask_ratio: float,
+                  decay_all: bool = True, betas=MAE_BETAS, eps: float = 1e-8) -> dict[str, torch.Tensor]:
+    """The state of a copy of `model` after one AdamW step (betas (0.9, 0.95)) per batch.
+
+    AdamW written out (Loshchilov & Hutter; torch.optim.AdamW's documented update) rather than called:
+    it is the independent truth, and building torch's optimizer costs seconds of imports the first time.
+    decay_all=False decays only matrices, as MAE's official code does: a training loop may do either."""
+    model = copy.deepcopy(model).train()
+    params = list(model.named_parameters())
+    moments = {name: (torch.zeros_like(p), torch.zeros_like(p)) for name, p in params}
+    (b1, b2), L = betas, model.encoder.num_patches
+    for t, batch in enumerate(batches, start=1):
+        model.zero_grad()
+        model(batch, mask_ratio, noise_for(len(batch), L, 1000 + t))[0].backward()
+        with torch.no_grad():
+            for name, p in params:
+                g = p.grad if p.grad is not None else torch.zeros_like(p)
+                decay = 0.0 if (not decay_all and no_decay(name, p)) else weight_decay
+                m, v = moments[name]
+                p.mul_(1 - lr * decay)                                  # decoupled weight decay
+                m.mul_(b1).add_((1 - b1) * g)
+                v.mul_(b2).add_((1 - b2) * g * g)
+                m_hat, v_hat = m / (1 - b1 ** t), v / (1 - b2 ** t)      # bias corrections
+                p.sub_(lr * m_hat / (v_hat.sqrt() + eps))
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
 def randomize_f64(module: nn.Module, seed: int) -> nn.Module:
     """The trusted module in float64 and eval mode, with the kit's random, non-trivial weights."""
     return randomize(module.double(), seed).eval()
@@ -236,7 +290,8 @@ def m1w03_ref() -> types.SimpleNamespace:
         mask=ref_mask, keep_order_from_restore=keep_order_from_restore, noise=noise_for,
         mae_loss=ref_mae_loss, pixel_mask=pixel_mask, simmim_loss=ref_simmim_loss,
         Encoder=RefEncoder, Decoder=RefDecoder, MAE=RefMAE, SimMIM=RefSimMIM,
-        randomize=randomize_f64, make_identity=make_identity)
+        randomize=randomize_f64, make_identity=make_identity, frozen_head_mae=frozen_head_mae,
+        trusted_adamw=trusted_adamw, no_decay=no_decay, betas=MAE_BETAS)
 
 
 @pytest.fixture(scope="session")
