@@ -18,7 +18,7 @@ import ast
 from dataclasses import dataclass
 
 from autograder.submission.locate import describe_line
-from autograder.submission.opaque import MODULE_LEVEL, find_opaque, link_parents
+from autograder.submission.opaque import MODULE_LEVEL, dotted_name, find_opaque, link_parents
 
 WHOLE_SUBMISSION = "*"  # the key of forbidden_parts that forbids every part
 
@@ -117,7 +117,7 @@ def _aliases(tree: ast.AST) -> dict[str, str]:
     for _ in range(3):  # `f = torch.nn.functional`, then `g = f.scaled_dot_product_attention`
         for node in ast.walk(tree):
             if isinstance(node, (ast.Assign, ast.AnnAssign, ast.NamedExpr)) and node.value is not None:
-                dotted = _dotted(node.value, aliases)
+                dotted = dotted_name(node.value, aliases)
                 root = dotted.split(".")[0] if dotted else None
                 if root and root in {a.split(".")[0] for a in aliases.values()}:
                     targets = node.targets if isinstance(node, ast.Assign) else [node.target]
@@ -140,21 +140,10 @@ def _own_names(tree: ast.AST) -> set[str]:
     return own
 
 
-def _dotted(node: ast.AST, aliases: dict[str, str]) -> str | None:
-    parts = []
-    while isinstance(node, ast.Attribute):
-        parts.append(node.attr)
-        node = node.value
-    if not isinstance(node, ast.Name):
-        return None
-    parts.append(aliases.get(node.id, node.id))
-    return ".".join(reversed(parts))
-
-
 def _match(node: ast.AST, aliases: dict[str, str], forbidden: list[str], own: set[str] = frozenset()) -> str | None:
     candidates: list[str] = []
     if isinstance(node, (ast.Attribute, ast.Name)):
-        dotted = _dotted(node, aliases)
+        dotted = dotted_name(node, aliases)
         if dotted:
             candidates.append(dotted)
         leaf_hit = _leaf_hit(node, forbidden, own, aliases)

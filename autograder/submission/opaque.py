@@ -151,13 +151,18 @@ def _resolved(node: ast.AST, aliases: dict[str, str]) -> str | None:
         return None
     if isinstance(getattr(node, "_parent", None), ast.Attribute):
         return None  # judged once, at the outermost link of the chain
+    return dotted_name(node, aliases)
+
+
+def dotted_name(node: ast.AST, aliases: dict[str, str]) -> str | None:
+    """`F.softmax` as `torch.nn.functional.softmax`: an attribute chain on a name, through aliases."""
     parts = []
     while isinstance(node, ast.Attribute):
         parts.append(node.attr)
         node = node.value
     if not isinstance(node, ast.Name):
         return None
-    parts.append(aliases.get(node.id, node.id) if node.id in aliases else node.id)
+    parts.append(aliases.get(node.id, node.id))
     return ".".join(reversed(parts))
 
 
