@@ -52,3 +52,21 @@ def test_a_starved_timeout_is_retried_once_and_a_busy_loop_is_not(toy, tmp_path)
         assert cpu < STARVED_CPU_SHARE * wall, spun.note
     else:
         assert spun.duration < 2 * course.grading.test_timeout_s, "a worker that used its CPU time: no retry"
+
+
+@pytest.mark.slow
+def test_a_zygote_still_booting_is_not_charged_to_the_test(tmp_path):
+    """Booting a worker (torch and its optimizers, seconds) is our time: a test whose deadline
+    falls inside the boot still gets its whole limit once the worker is up."""
+    import time
+
+    from autograder.sandbox.spec import WorkerSpec
+    from autograder.testing.remote import RemoteSubmission, WorkerClient
+
+    client = WorkerClient(WorkerSpec(module_path=write_module(tmp_path, "x", "answer = 42\n")))
+    try:
+        client.start()  # booting begins: it imports torch, which takes longer than the limit below
+        client.deadline = time.monotonic() + 0.5
+        assert RemoteSubmission(client).answer == 42
+    finally:
+        client.kill()

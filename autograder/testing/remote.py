@@ -97,7 +97,14 @@ class WorkerClient:
     def _boot_and_spawn(self) -> None:
         zygote = self.zygote
         if not zygote.booted:
-            boot = self._receive(time.monotonic() + self.BOOT_TIMEOUT_S, zygote.sock)
+            waited = time.monotonic()
+            deadlines = self.deadline, self.budget_deadline
+            self.deadline = self.budget_deadline = None  # our own imports are not the student's time
+            try:
+                boot = self._receive(time.monotonic() + self.BOOT_TIMEOUT_S, zygote.sock)
+            finally:
+                waited = time.monotonic() - waited
+                self.deadline, self.budget_deadline = (d + waited if d is not None else None for d in deadlines)
             if not isinstance(boot, dict) or not boot.get("booted"):
                 raise WorkerCrashed("the worker did not start properly")
             zygote.booted, zygote.reusable = True, bool(boot.get("reusable"))
