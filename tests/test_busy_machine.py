@@ -49,7 +49,7 @@ def test_a_starved_timeout_is_retried_once_and_a_busy_loop_is_not(toy, tmp_path)
     assert not spun.passed and "did not finish within" in spun.message
     if spun.note:  # a machine so busy that even the busy loop got under half a core: the rule still held
         cpu, wall = map(float, re.search(r"got ([\d.]+) s of CPU in ([\d.]+) s", spun.note).groups())
-        assert cpu < STARVED_CPU_SHARE * wall, spun.note
+        assert cpu - 0.05 < STARVED_CPU_SHARE * (wall + 0.05), spun.note  # the note rounds to 0.1 s
     else:
         assert spun.duration < 2 * course.grading.test_timeout_s, "a worker that used its CPU time: no retry"
 

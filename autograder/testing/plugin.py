@@ -184,7 +184,7 @@ class SubmissionPlugin:
             # The machine, not the code, was slow: try once more on a fresh worker, and say so.
             self._notes[item.nodeid] = (f"retried once on a fresh worker: the first try ran out of time while the "
                                         f"machine was busy (its worker got {exc.cpu_s:.1f} s of CPU in "
-                                        f"{exc.wall_s:.0f} s)")
+                                        f"{exc.wall_s:.1f} s)")
             self._start_clocks(item, entry)
             return item.runtest()
         finally:
