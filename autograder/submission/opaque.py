@@ -105,7 +105,7 @@ def _nodes_with_owner(statement: ast.stmt):
     yield from visit(statement, MODULE_LEVEL)
 
 
-def _construct(node: ast.AST, aliases: dict[str, str], rebinds_self: bool) -> str | None:
+def _construct(node: ast.AST, aliases: dict[str, str], self_rebound: bool) -> str | None:
     if isinstance(node, ast.Name) and node.id in OPAQUE_NAMES and node.id not in aliases:
         return OPAQUE_NAMES[node.id]
     if isinstance(node, ast.Attribute) and node.attr in OPAQUE_ATTRIBUTES:
@@ -117,7 +117,7 @@ def _construct(node: ast.AST, aliases: dict[str, str], rebinds_self: bool) -> st
         name = node.args[index] if len(node.args) > index else None
         literal = isinstance(name, ast.Constant) and isinstance(name.value, str)
         on_self = (node.args and isinstance(node.args[0], ast.Name) and node.args[0].id in ("self", "cls")
-                   and not rebinds_self)
+                   and not self_rebound)
         if not literal and not on_self:
             return f"{node.func.id}() with a computed name"
     dotted = _resolved(node, aliases)
