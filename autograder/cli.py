@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
                 "(author)", "week")
     p.add_argument("--slug", help="the reference's file name after the week id (default: from the title)")
     p = command("verify", authoring.cmd_verify, "prove weeks' suites in one run: key full, release zero, "
-                "mutants caught (author)", "weeks", "sandbox")
+                "mutants caught, half of them by the public self-checks (author)", "weeks", "sandbox")
     p.add_argument("--json", metavar="FILE", help="also write the verdicts as JSON (the test suite reads them)")
     p.add_argument("--all-catches", action="store_true",
                    help="run every test each mutant's catches names, proving each list (default: cheapest kind "

@@ -58,10 +58,45 @@ def test_toy_week_verification_names_every_problem(toy):
     assert rows["mutant:no_max_shift"][2].startswith("caught by test_softmax_large_logits")
     for kind in ("constant", "identity", "copy"):
         assert rows[f"null:softmax:{kind}"][2].startswith("earns nothing"), rows[f"null:softmax:{kind}"]
+    assert rows["answer key"][3] == "passes all" and rows["mutant:no_max_shift"][3] == "passes"
     assert verdict.problems == [
         "only 1 usable mutants in assignments/m1w01/mutants (at least 6): write more plausible student bugs as mutants",
         "mutant:no_max_shift lists test_softmax_shape in catches, but it passes: update the list",
-        "mutant:no_max_shift lists test_nope in catches, but no hidden test has that name"]
+        "mutant:no_max_shift lists test_nope in catches, but no hidden test has that name",
+        "the public tests catch 0 of 1 mutants (at least 1): add cheap public checks for the common bugs of each "
+        "part, without revealing hidden cases; they miss no_max_shift"]
+
+
+@pytest.mark.slow
+def test_verify_reports_which_mutants_the_public_tests_catch(toy):
+    """A public test that finds the bug shows in the report and lifts the public-share problem;
+    one the answer key fails is a problem of its own."""
+    course, root = toy
+    from autograder.pipeline.build import build_week
+
+    public = root / "assignments" / "m1w01" / "public" / "test_public.py"
+    public.write_text(public.read_text() + '''
+@pytest.mark.points(1)
+@pytest.mark.kind("value")
+def test_softmax_large_logits_stay_finite(sub):
+    """large logits"""
+    assert torch.isfinite(sub.softmax(torch.tensor([[1000.0, 0.0]]))).all(), "subtract the row maximum"
+
+
+@pytest.mark.points(1)
+@pytest.mark.kind("value")
+def test_softmax_is_wrong_on_purpose(sub):
+    """nothing passes this"""
+    assert sub.softmax(torch.zeros(1, 2))[0, 0] == 0.9, "the key fails this"
+''')
+    build_week(course, "m1w01", root)
+    verdict = verify_week(course, root, "m1w01")
+    rows = {row[0]: row for row in verdict.rows}
+    assert rows["mutant:no_max_shift"][3] == "caught by test_softmax_large_logits_stay_finite"
+    assert rows["answer key"][3] == "FAILS"
+    assert not any("the public tests catch" in p for p in verdict.problems), verdict.problems
+    assert any(p.startswith("the answer key fails public tests: test_softmax_is_wrong_on_purpose: the key fails")
+               for p in verdict.problems), verdict.problems
 
 
 def test_blocks_match_at_any_indentation_and_keep_it():

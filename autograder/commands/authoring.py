@@ -83,7 +83,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     course, root = open_course(args)
     weeks = pick_weeks(course, args.weeks)
     started = time.monotonic()
-    with console.status(f"verifying {', '.join(weeks)}: answer keys, releases and mutants, in one run…"):
+    with console.status(f"verifying {', '.join(weeks)}: answer keys, releases, mutants and self-checks, in one run…"):
         verdicts = verify_weeks(course, root, weeks, sandbox=args.sandbox, all_catches=args.all_catches)
     if args.json:
         Path(args.json).write_text(json.dumps([asdict(v) | {"ok": v.ok} for v in verdicts], indent=1))
@@ -91,7 +91,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     for verdict in verdicts:
         table = Table(title=f"{verdict.week} (the answer key's tests {verdict.key_seconds:.1f} s; "
                             f"all variants {verdict.seconds:.1f} s)")
-        for column in ("variant", "score", "verdict"):
+        for column in ("variant", "hidden score", "hidden suite's verdict", "public self-checks"):
             table.add_column(column)
         for row in verdict.rows:
             table.add_row(*row)

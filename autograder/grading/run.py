@@ -69,14 +69,16 @@ class GradeResult:
 
 @dataclass
 class Batch:
-    """One week's submissions for a grading run. `in_process` holds trusted code (answer keys)
-    to run in the trusted process as well, through the in-process transport, on the tests of
-    every kind but `in_process_skip` (verification's check that both transports agree)."""
+    """One week's submissions for a grading run. `in_process` holds trusted code (answer keys,
+    mutants) to run in the trusted process as well, through the in-process transport that
+    self-checks use, on the tests of every kind but `in_process_skip`. `suite` ("hidden" or
+    "public") overrides the run's suite for this batch."""
 
     week: str
     submissions: list[Submitted]
     in_process: list[Submitted] = field(default_factory=list)
     in_process_skip: tuple[str, ...] = ()
+    suite: str | None = None
 
 
 def grade(course: Course, root: Path, week_id: str, submissions: list[Submitted], suite: str = "hidden",
@@ -105,11 +107,11 @@ def grade_batches(course: Course, root: Path, batches: list[Batch], suite: str =
     cheapest kind first (shape, value, grad, convergence) and stops at its first failure.
     """
     paths = CoursePaths(root)
-    suite_dirs = {b.week: paths.assignment(b.week) / suite for b in batches}
-    for week_id, folder in suite_dirs.items():
-        course.week(week_id)
+    suite_dirs = [paths.suite(b.week, b.suite or suite) for b in batches]
+    for batch, folder in zip(batches, suite_dirs):
+        course.week(batch.week)
         if not folder.is_dir():
-            raise GradingError(f"{folder} does not exist: week {week_id} has no {suite} tests")
+            raise GradingError(f"{folder} does not exist: week {batch.week} has no {batch.suite or suite} tests")
     limits = course.grading
     sandbox = sandbox or limits.sandbox
     docker = _docker_settings(limits, gpu_index) if sandbox == "docker" else None
@@ -120,7 +122,7 @@ def grade_batches(course: Course, root: Path, batches: list[Batch], suite: str =
         work = Path(tmp)
         os.chmod(work, 0o755)
         suites = []
-        for batch in batches:
+        for batch, suite_dir in zip(batches, suite_dirs):
             week = course.week(batch.week)
             prepared = []
             for item in batch.submissions:
@@ -134,9 +136,10 @@ def grade_batches(course: Course, root: Path, batches: list[Batch], suite: str =
             for item in batch.in_process:
                 results[(week.id, item.name)] = GradeResult(item.name, week.id, sandbox="in-process")
                 trusted.append({"name": item.name, "module_path": str(item.path), "only": item.only,
-                                "forbidden_parts": {}, "skip_kinds": list(batch.in_process_skip)})
+                                "forbidden_parts": {}, "skip_kinds": list(batch.in_process_skip),
+                                "exhaustive": item.exhaustive})
             if prepared or trusted:
-                suites.append(_suite_config(root, week, suite_dirs[week.id], prepared, trusted, work))
+                suites.append(_suite_config(root, week, suite_dir, prepared, trusted, work))
         if suites:
             try:
                 outcomes, outputs, devices, log = _run_suites(course, root, suites, work, limits, sandbox,

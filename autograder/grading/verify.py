@@ -1,14 +1,18 @@
 """Proving a week's suite: the answer key earns full marks, the released notebook zero,
 every mutant loses points, code that does nothing (nulls.py) earns nothing beyond shape
-tests, and the suite has all four kinds of check.
+tests, and the suite has all four kinds of check. And the student's side: the key passes
+every public test, and the public tests catch at least half of the mutants, so that the
+self-check a student runs while working finds the common bugs before the grader does.
 
 All variants are graded in one pytest process (the trusted imports are paid once), a
 mutant runs only the tests its `catches` list names, and a null only its part's tests.
+The public suite runs each mutant in-process, as `check()` runs a student's notebook.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import math
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +24,7 @@ from autograder.grading.mutants import MutantError, load_mutants
 from autograder.grading.nulls import null_variants
 from autograder.grading.run import Batch, GradeResult, Submitted, grade_batches
 from autograder.layout import CoursePaths
-from autograder.pipeline.build import check_part, hidden_test_names, source_notebook
+from autograder.pipeline.build import check_part, suite_test_names, source_notebook
 from autograder.pipeline.week_info import WEEK_INFO, read_week_info
 from autograder.submission.notebook import extract_module
 from autograder.testing.plugin import KINDS
@@ -38,13 +42,15 @@ WHAT_TO_WRITE = {
                    "its gate calibrated over at least 10 seeds",
 }
 IN_PROCESS_KEY = "answer key (in-process)"
+PUBLIC = "public:"  # the public suite's run of a variant: its name in that batch
+PUBLIC_SHARE = 0.5  # the share of a week's mutants its public tests must catch
 
 
 @dataclass
 class Verification:
     week: str
     problems: list[str] = field(default_factory=list)
-    rows: list[tuple[str, str, str]] = field(default_factory=list)  # (variant, score, verdict)
+    rows: list[tuple[str, str, str, str]] = field(default_factory=list)  # (variant, score, verdict, self-check)
     seconds: float = 0.0      # the week's own tests (every variant), without the run's shared start-up
     key_seconds: float = 0.0  # the answer key's tests over the wire: what grading one submission costs
     catches: dict[str, list[str]] = field(default_factory=dict)
@@ -94,7 +100,7 @@ def write_variants(course: Course, root: Path, week_id: str, folder: Path) -> tu
 def _null_submissions(notebook, week_id: str, key_source: str, root: Path, folder: Path) -> list[Submitted]:
     cells = [(c.source, check_part(c, week_id)) for c in notebook.cells if c.cell_type == "code"]
     parts = [p for _, p in cells if p]
-    tests = hidden_test_names(CoursePaths(root).suite(week_id, "hidden"))
+    tests = suite_test_names(CoursePaths(root).suite(week_id, "hidden"))
     nulls = []
     for variant in null_variants(cells):
         path = folder / f"null_{variant.part}_{variant.kind}.py"
@@ -140,17 +146,22 @@ def verify_weeks(course: Course, root: Path, week_ids: list[str], sandbox: str |
                                       f"(at least {MIN_MUTANTS}): write more plausible student bugs as mutants")
             batches.append(Batch(week_id, [Submitted("answer key", key), Submitted("release", release_nb)] + variants,
                                  in_process=[Submitted(IN_PROCESS_KEY, key)], in_process_skip=("convergence",)))
+            public = suite_test_names(paths.suite(week_id, "public"))
+            batches.append(Batch(week_id, [], suite="public", in_process=[
+                Submitted(PUBLIC + "answer key", key, public, exhaustive=True),
+                *(Submitted(PUBLIC + v.name, v.path, public) for v in mutants)]))
             check.catches = {v.name: v.only or [] for v in mutants}
         results = grade_batches(course, root, batches, sandbox=sandbox, until_caught=not all_catches)
-    for batch in batches:
+    for batch in (b for b in batches if b.suite is None):
         check = checks[batch.week]
         week_results = {name: r for (week, name), r in results.items() if week == batch.week}
         check.seconds = sum(t.duration for r in week_results.values() for t in r.tests)
         check.key_seconds = sum(t.duration for t in week_results["answer key"].tests)
-        _judge(check, week_results)
+        _judge(check, {n: r for n, r in week_results.items() if not n.startswith(PUBLIC)})
         _check_transports(check, week_results["answer key"], week_results[IN_PROCESS_KEY])
         _check_catches(check, week_results, check.catches)
         _check_advertised_size(check, paths.release(batch.week), week_results["answer key"])
+        _judge_public(check, {n.removeprefix(PUBLIC): r for n, r in week_results.items() if n.startswith(PUBLIC)})
     return [checks[w] for w in week_ids]
 
 
@@ -237,3 +248,29 @@ def _judge_null(check: Verification, name: str, result: GradeResult) -> None:
                               + ", ".join(f"{t.name} ({t.kind})" for t in earning[:6])
                               + ": these tests must compare with an independent truth the code cannot fake")
     check.rows.append((name, f"{result.earned:g}/{result.possible:g}", verdict))
+
+
+def _judge_public(check: Verification, results: dict[str, GradeResult]) -> None:
+    """The public tests, run in-process as a student's `check()` runs them: the answer key
+    passes every one, and they catch at least PUBLIC_SHARE of the mutants."""
+    key = results.get("answer key")
+    failing = [t for t in key.tests if not t.passed] if key else []
+    if key is None or not key.tests:
+        check.problems.append("the public tests did not run on the answer key: "
+                              + ((key.error or "") if key else "") + " (is assignments/<week>/public empty?)")
+    elif failing:
+        check.problems.append("the answer key fails public tests: "
+                              + "; ".join(f"{t.name}: {t.message[:300]}" for t in failing))
+    verdicts = {"answer key": "passes all" if key and key.tests and not failing else "FAILS"}
+    mutants = {name: r for name, r in results.items() if name.startswith("mutant:")}
+    for name, result in mutants.items():
+        caught = [t.name for t in result.tests if not t.passed]
+        verdicts[name] = f"caught by {caught[0]}" if caught else ("passes" if result.tests else "did not run")
+    missed = [name.removeprefix("mutant:") for name in mutants if not verdicts[name].startswith("caught")]
+    need = math.ceil(PUBLIC_SHARE * len(mutants))
+    if len(mutants) - len(missed) < need:
+        check.problems.append(
+            f"the public tests catch {len(mutants) - len(missed)} of {len(mutants)} mutants (at least {need}): add "
+            "cheap public checks for the common bugs of each part, without revealing hidden cases; they miss "
+            + ", ".join(missed))
+    check.rows = [(*row, verdicts.get(row[0], "")) for row in check.rows]

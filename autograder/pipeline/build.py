@@ -202,7 +202,7 @@ def hidden_suite_size(folder: Path, parts: list[str] | None = None) -> dict:
     return size
 
 
-def hidden_test_names(folder: Path) -> list[str]:
+def suite_test_names(folder: Path) -> list[str]:
     """The names of a suite's test functions, read from its source."""
     return [node.name for node, _ in _test_functions(folder)]
 

@@ -337,17 +337,23 @@ def plugin_from_config(config: dict) -> SubmissionPlugin:
             parts = item.get("forbidden_parts", {})
             entries.append(SubmissionEntry(
                 name=entry_key(suite["week"], item["name"]), only=item.get("only"), suite=folder,
-                until_caught=bool(item.get("only")) and bool(config.get("until_caught")) and not item.get("exhaustive"),
-                budget_s=config.get("submission_timeout_s"), client=client,
+                until_caught=_until_caught(config, item), budget_s=config.get("submission_timeout_s"), client=client,
                 skip_kinds=tuple(item.get("skip_kinds", ())), source=source,
                 factory=lambda c=client, p=parts: RemoteSubmission(c, p)))
         for item in suite.get("in_process", []):
             entries.append(SubmissionEntry(
                 name=entry_key(suite["week"], item["name"]), only=item.get("only"), suite=folder,
-                skip_kinds=tuple(item.get("skip_kinds", ())), factory=_trusted_module(Path(item["module_path"]))))
+                until_caught=_until_caught(config, item), skip_kinds=tuple(item.get("skip_kinds", ())),
+                factory=_trusted_module(Path(item["module_path"]))))
     plugin = SubmissionPlugin(entries, test_timeout_s=config.get("test_timeout_s", 60.0), pool=pool)
     plugin.progress_path = config.get("progress_path")
     return plugin
+
+
+def _until_caught(config: dict, item: dict) -> bool:
+    """A run that stops at a mutant's first catch stops each submission limited to some tests,
+    unless it asks to run them all."""
+    return bool(item.get("only")) and bool(config.get("until_caught")) and not item.get("exhaustive")
 
 
 def entry_key(week: str, name: str) -> str:
