@@ -46,8 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="course", description="Course platform and autograder for Vision Transformers and SSL.",
         epilog="Run `course COMMAND --help` for a command's options.")
-    parser.add_argument("--course", metavar="FILE", help="course.yaml to use (default: found from the "
-                        "current folder upwards, else the bundled one)")
+    parser.add_argument("--course", metavar="FILE", help="course.yaml to use (default: $COURSE_YAML, else "
+                        "found from the current folder upwards, else the checkout's own)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     o = _options()
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 COURSE_FILE = "course.yaml"
+COURSE_ENV = "COURSE_YAML"  # the course file, for `course` run outside the course's folder
 COURSE_WORK = ".course-work"
 SOURCE_DIRECTORY = "build/source"
 RELEASE_DIRECTORY = "release"
@@ -45,6 +46,10 @@ class CoursePaths:
     def suite(self, week: str, suite: str) -> Path:
         """`suite` is "public" or "hidden"."""
         return self.assignment(week) / suite
+
+    def source(self, week: str) -> Path:
+        """nbgrader's source folder of a released week (the answer key), kept for formgrader."""
+        return self.root / SOURCE_DIRECTORY / week
 
     def mutants(self, week: str) -> Path:
         return self.assignment(week) / "mutants"

@@ -18,7 +18,7 @@ from autograder.layout import PUBLIC_TESTS_DIR, CoursePaths
 from autograder.pipeline.week_info import read_week_info
 from autograder.testing.plugin import SubmissionEntry, SubmissionPlugin, TestOutcome
 from autograder.testing.suite_modules import fresh_suite_modules
-from gradebook.parts import part_of
+from autograder.gradebook.parts import part_of
 
 
 class UnknownPart(ValueError):

@@ -12,7 +12,7 @@ from autograder.config import load_course
 from autograder.grading.autograde import autograde_week
 from autograder.workflow import release_week
 from autograder.workflow.settings import WorkflowSettings, settings_from_course
-from gradebook.table import scores_table
+from autograder.gradebook.table import scores_table
 from tests.conftest import HONEST_SOFTMAX
 
 STAMP_ON_TIME = "2027-01-17 12:00:00.000000 UTC"
@@ -56,17 +56,17 @@ def test_parallel_autograde_with_a_hostile_submission(course_with_submissions):
                             on_progress=lambda name, earned, possible: finished.append(name))
     by_student = {g.student: g for g in graded}
     assert sorted(finished) == ["alice", "bob", "carol", "mallory"]
-    assert by_student["alice"].score == 100
-    assert by_student["mallory"].score == 0 and "took longer than" in by_student["mallory"].result.tests[0].message
-    assert by_student["carol"].score == 0
-    assert by_student["bob"].score == pytest.approx(80.0), "two started days at 10% each"
+    assert by_student["alice"].score.final == 100
+    assert by_student["mallory"].score.final == 0 and "took longer than" in by_student["mallory"].result.tests[0].message
+    assert by_student["carol"].score.final == 0
+    assert by_student["bob"].score.final == pytest.approx(80.0), "two started days at 10% each"
     assert "2 started days" in by_student["bob"].late_note
     saved = json.loads((root / ".course-work" / "autograded" / "bob" / "m1w01" / "results.json").read_text())
-    assert saved["extra_data"]["score_after_late_policy"] == pytest.approx(80.0)
+    assert saved["score"] == pytest.approx(80.0) and saved["extra_data"]["late_penalty"] == pytest.approx(20.0)
     table = {row["id"]: row for row in scores_table(f"sqlite:///{root / 'gradebook' / 'gradebook.db'}", "vitssl")}
-    assert table["alice"]["scores"]["m1w01"] == pytest.approx(5.0), "one score per part, in nbgrader's gradebook"
+    assert table["alice"]["scores"]["m1w01"] == pytest.approx(100.0), "one score, in nbgrader's gradebook as well"
     assert table["carol"]["scores"]["m1w01"] == 0
-    assert table["bob"]["scores"]["m1w01"] == pytest.approx(4.0), "the late penalty reaches the gradebook too"
+    assert table["bob"]["scores"]["m1w01"] == pytest.approx(80.0), "the late penalty reaches the gradebook too"
 
 
 @pytest.mark.slow
@@ -82,8 +82,8 @@ def test_regrade_of_one_student_replaces_only_their_results(course_with_submissi
     nb.cells[0].source = HONEST_SOFTMAX
     nbformat.write(nb, fixed)
     (regraded,) = autograde_week(course, root, "m1w01", settings, students=["carol"])
-    assert regraded.score == 100
+    assert regraded.score.final == 100
     carol = json.loads((root / ".course-work" / "autograded" / "carol" / "m1w01" / "results.json").read_text())
-    assert carol["score"] == 5
+    assert carol["score"] == 100 and carol["extra_data"]["hidden_points_earned"] == 5
     after = (root / ".course-work" / "autograded" / "alice" / "m1w01" / "results.json").read_text()
     assert after == alice_before

@@ -50,6 +50,18 @@ def test_invalid_course_file_is_one_clear_error(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+def test_outside_a_checkout_course_says_how_to_find_the_course(tmp_path):
+    """The package installed without a checkout beside it (a copy on PYTHONPATH, run from a folder
+    with no course.yaml above it): one sentence naming --course and $COURSE_YAML."""
+    site = tmp_path / "site"
+    shutil.copytree(REPO / "autograder", site / "autograder", ignore=shutil.ignore_patterns("__pycache__"))
+    lost = course("list", cwd=tmp_path, PYTHONPATH=str(site))
+    assert lost.returncode == 2, lost.stdout + lost.stderr
+    assert "--course" in lost.stderr and "COURSE_YAML" in lost.stderr and "Traceback" not in lost.stderr
+    found = course("list", cwd=tmp_path, PYTHONPATH=str(site), COURSE_YAML=str(REPO / "course.yaml"))
+    assert found.returncode == 0 and "m1w01" in found.stdout, found.stderr
+
+
 def test_unknown_week_is_a_usage_error():
     result = course("grade", "m9w99", "x.ipynb")
     assert result.returncode == 2 and "no week 'm9w99'" in result.stderr
@@ -62,9 +74,9 @@ def test_grade_writes_results_and_feedback(toy, tmp_path):
     result = course("grade", "m1w01", str(submission), "--results", str(results), "--feedback", str(feedback),
                     cwd=root)
     assert result.returncode == 0, result.stderr
-    assert "total: 5 / 5" in result.stdout
-    assert json.loads(results.read_text())["score"] == 5
-    assert "Every test passed" in feedback.read_text()
+    assert "hidden tests: 5 / 5 points" in result.stdout and "score: 100 / 100" in result.stdout
+    assert json.loads(results.read_text())["score"] == 100, "the hidden tests' 5 points are the week's 100"
+    assert "Every test passed" in feedback.read_text() and "**Score: 100 / 100**" in feedback.read_text()
 
 
 def test_submission_text_is_never_terminal_markup(toy, tmp_path):

@@ -13,6 +13,8 @@ import nbformat
 import pytest
 import yaml
 
+from autograder.grading.score import score_from_tests
+
 from autograder.config import load_course
 from autograder.grading.autograde import autograde_week
 from autograder.workflow import (WorkflowError, collect_week, feedback_week, fetch_feedback_week, fetch_week,
@@ -103,7 +105,8 @@ def test_nbgraders_default_feedback_would_show_the_hidden_region(graded, tmp_pat
     config = instructor_config(root, settings)
     config.CourseDirectory.feedback_directory = str(tmp_path / "default-feedback")
     write_feedback_notebook(root, WEEK, course.week(WEEK).title, "alice",
-                            {"notebook": "m1w01_toy.ipynb", "parts": ["softmax"]}, config)
+                            {"notebook": "m1w01_toy.ipynb", "parts": ["softmax"]}, config,
+                            score_from_tests(0, 0, 0, 100))
     result = NbGraderAPI(config=config).generate_feedback(WEEK, "alice", force=True)
     assert result["success"], result.get("log")
     (page,) = (tmp_path / "default-feedback" / "alice" / WEEK).glob("*.html")

@@ -19,10 +19,10 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 from autograder.grading.run import GradeResult
 from autograder.pipeline.build import put_venv_on_path
 from autograder.testing.plugin import TestOutcome as Outcome
-from gradebook.parts import part_of
-from gradebook.report import write_html_report
-from gradebook.store import GradebookError, feedback_text, record_autograde
-from gradebook.table import scores_table, write_csv
+from autograder.gradebook.parts import part_of
+from autograder.gradebook.report import write_html_report
+from autograder.gradebook.store import GradebookError, feedback_text, record_autograde
+from autograder.gradebook.table import scores_table, write_csv
 
 COURSE = "vitssl"
 WEEK = "m1w01"
@@ -228,7 +228,8 @@ def test_unknown_week_or_notebook_is_an_error(db_url):
 
 def _populate(db_url: str) -> None:
     """alice and bob graded for m1w01 (bob late); carol in the db without a submission;
-    m1w02 added directly through the API with one part and nobody graded but alice."""
+    m1w02 added directly through the API with one part and a written answer, and nobody graded
+    but alice (her written answer not graded yet)."""
     with _gb(db_url) as gb:
         gb.update_or_create_assignment(WEEK, duedate=DUE)
         gb.update_or_create_student("carol", first_name="Carol", last_name="Chen", email="carol@example.org")
@@ -236,6 +237,8 @@ def _populate(db_url: str) -> None:
         gb.add_assignment("m1w02", duedate=DUE + timedelta(days=7))
         gb.add_notebook("vit", "m1w02")
         gb.add_grade_cell("part-vit", "vit", "m1w02", max_score=4, cell_type="code")
+        gb.add_grade_cell("written-1", "vit", "m1w02", max_score=2, cell_type="markdown")
+        gb.add_solution_cell("written-1", "vit", "m1w02")
     record_autograde(db_url, COURSE, WEEK, "alice", NOTEBOOK, alice_first(), PARTS,
                      timestamp=datetime(2025, 3, 1, 11, 0, tzinfo=timezone.utc))
     bob = result_of("bob", ("test_attention_shape", 1, True), ("test_attention_values[2]", 1, False),
@@ -271,17 +274,55 @@ def test_scores_table_and_canvas_csv(db_url, tmp_path):
     assert rows["alice"]["total"] == pytest.approx(14.0)
     assert rows["bob"]["scores"] == {WEEK: pytest.approx(7.5), "m1w02": None}
     assert rows["carol"]["scores"] == {WEEK: None, "m1w02": None} and rows["carol"]["total"] == 0
-    assert rows["carol"]["max_scores"] == {WEEK: 17.0, "m1w02": 4.0}
+    assert rows["carol"]["max_scores"] == {WEEK: 17.0, "m1w02": 6.0}
+    assert rows["alice"]["pending"] == {WEEK: 2.0, "m1w02": 2.0} and rows["bob"]["pending"] == {WEEK: 2.0}
 
     path = write_csv(list(rows.values()), tmp_path / "canvas.csv")
     lines = list(csv.reader(path.open()))
-    assert lines[0] == ["Student", "ID", WEEK, "m1w02", "Total"]
-    assert lines[1] == ["Points Possible", "", "17", "4", "21"]
-    assert lines[2:] == [["Abbot, Alice", "alice", "10", "4", "14"],
-                         ["bob", "bob", "7.5", "", "7.5"],
-                         ["Chen, Carol", "carol", "", "", "0"]]
+    assert lines[0] == ["Student", "ID", WEEK, "m1w02", "Total", "Notes"]
+    assert lines[1] == ["Points Possible", "", "17", "6", "23", ""]
+    assert lines[2:] == [["Abbot, Alice", "alice", "10", "4", "14", "m1w01: 2 points of written answers not graded "
+                          "yet; m1w02: 2 points of written answers not graded yet"],
+                         ["bob", "bob", "7.5", "", "7.5", "m1w01: 2 points of written answers not graded yet"],
+                         ["Chen, Carol", "carol", "", "", "0", ""]]
     zeros = list(csv.reader(write_csv(list(rows.values()), tmp_path / "z.csv", missing="0").open()))
-    assert zeros[4] == ["Chen, Carol", "carol", "0", "0", "0"]
+    assert zeros[4] == ["Chen, Carol", "carol", "0", "0", "0", ""]
+
+
+def test_written_answers_pending_then_graded_and_overrides_to_review(db_url, tmp_path):
+    """A written answer counts 0 and shows as pending until graded by hand; then it counts, and a
+    regrade keeps it. An override of a part's score, once a regrade scores that part differently,
+    is listed for review. The course's export plugin and the HTML report say both."""
+    from autograder.gradebook.export import CourseCsvExport
+    from autograder.gradebook.store import recorded_score
+
+    _populate(db_url)
+    pending = recorded_score(db_url, COURSE, "m1w02", "alice")
+    assert (pending.final, pending.pending, pending.possible) == (4.0, 2.0, 6.0)
+    assert "2 points of written answers not graded yet" in pending.text()
+    assert "Waiting for a grader" in write_html_report(db_url, COURSE, tmp_path / "r.html").read_text()
+    with _gb(db_url) as gb:
+        grades = {g.name: g for g in gb.find_submission_notebook("vit", "m1w02", "alice").grades}
+        assert grades["written-1"].needs_manual_grade
+        grades["written-1"].manual_score = 1.5
+        grades["written-1"].needs_manual_grade = False
+        grades["part-vit"].manual_score = 3.0  # an override of the autograder's 4
+        gb.db.commit()
+    vit = GradeResult(submission="alice", week="m1w02", tests=[outcome("test_vit", 1, False)])
+    record_autograde(db_url, COURSE, "m1w02", "alice", "vit", vit, ["vit"])  # a regrade that scores it 0
+    graded = recorded_score(db_url, COURSE, "m1w02", "alice")
+    assert (graded.final, graded.manual, graded.pending, graded.tests) == (4.5, 1.5, 0.0, 3.0)
+    out = tmp_path / "export.csv"
+    with _gb(db_url) as gb:
+        CourseCsvExport(to=str(out)).export(gb)
+    row = {(r["assignment"], r["student_id"]): r for r in csv.DictReader(out.open())}[("m1w02", "alice")]
+    assert (float(row["score"]), float(row["pending_manual_points"]), row["overrides_to_review"]) == (4.5, 0.0, "1")
+    report = write_html_report(db_url, COURSE, tmp_path / "r2.html").read_text()
+    waiting = report.split("<h2>Waiting for a grader</h2>")[1].split("<h2>")[0]
+    listed = re.findall(r"<tr><td>(\w+)</td><td>[^<]*</td><td>(\w+)</td><td><code>([\w-]+)</code>.*?"
+                        r"'tag late'>([^<]+)<", waiting)
+    assert listed == [("m1w01", "alice", "written-1", "not graded yet"), ("m1w01", "bob", "written-1", "not graded yet"),
+                      ("m1w02", "alice", "part-vit", "regraded: review the override")]
 
 
 def test_html_report(db_url, tmp_path):

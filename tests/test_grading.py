@@ -10,9 +10,16 @@ import pytest
 
 from autograder.config import load_course
 from autograder.grading.report import feedback_markdown, results_json
+from autograder.grading.score import score_from_tests
 from autograder.grading.run import Submitted, grade, grade_in_process
 from autograder.selfcheck import run_public_tests
 from tests.conftest import HONEST_SOFTMAX, TOY, write_module
+
+SCORE = score_from_tests(0, 0, 0, 100)  # where the report's score is not what a test looks at
+
+
+def score_of(result, written: float = 0.0, points: float = 100.0):
+    return score_from_tests(result.earned, result.possible, written, points)
 
 
 def _notebook(path, *cells):
@@ -38,7 +45,7 @@ def test_broken_notebooks_score_zero_with_a_reason(toy, tmp_path):
     assert "empty" in results["empty"].error
     for name in ("not_json", "syntax", "empty"):
         assert results[name].earned == 0
-        assert results_json(results[name], 100)["score"] == 0
+        assert results_json(results[name], score_of(results[name]))["score"] == 0
     assert results["honest"].earned == results["honest"].possible == 5
 
 
@@ -46,9 +53,10 @@ def test_results_follow_gradescopes_schema(toy, tmp_path):
     course, root = toy
     half = HONEST_SOFTMAX.replace("x - x.max(-1, keepdim=True).values", "x")  # unstable: loses one test
     results = grade(course, root, "m1w01", [Submitted("half", write_module(tmp_path, "half", half))])
-    data = results_json(results["half"], week_points=50)
-    assert data["score"] == 4
-    assert data["extra_data"]["scaled_score"] == pytest.approx(40.0)
+    data = results_json(results["half"], score_of(results["half"], written=10, points=50))
+    assert data["score"] == pytest.approx(32.0), "4 of 5 hidden points, of the 40 left after the written answers"
+    assert data["extra_data"]["hidden_points_earned"] == 4 and data["extra_data"]["pending_manual_points"] == 10
+    assert "10 points of written answers not graded yet" in data["output"]
     assert {t["status"] for t in data["tests"]} == {"passed", "failed"}
     for test in data["tests"]:
         assert set(test) >= {"name", "score", "max_score", "status", "visibility", "output", "tags"}
@@ -61,7 +69,7 @@ def test_feedback_explains_without_showing_test_source(toy, tmp_path):
     course, root = toy
     wrong = HONEST_SOFTMAX.replace("e.sum(-1, keepdim=True)", "e.sum(0, keepdim=True)")
     results = grade(course, root, "m1w01", [Submitted("wrong", write_module(tmp_path, "wrong", wrong))])
-    report = feedback_markdown(results["wrong"], "Toy softmax")
+    report = feedback_markdown(results["wrong"], "Toy softmax", score_of(results["wrong"]))
     assert "**failed**" in report and "softmax equals torch.softmax on random logits" in report
     assert "largest error" in report
     hidden_source = (root / "assignments" / "m1w01" / "hidden" / "test_h.py").read_text()
@@ -123,13 +131,13 @@ def test_feedback_keeps_what_a_submission_wrote_inside_its_code_block():
     hostile = "boom\n```\n<h1>owned</h1><script>alert(1)</script>\n````\n# heading"
     failed = TestOutcome("s", "test_x", "softmax is right", 1.0, "value", "visible", False, message=hostile)
     report = feedback_markdown(GradeResult("s", "m1w01", tests=[failed], notes=["line 3: ```<img onerror=x>"]),
-                               "Toy")
+                               "Toy", SCORE)
     fence = "`````"  # longer than the longest run of backticks in the message (four)
     assert f"{fence}\n{hostile}\n{fence}" in report
     outside = report.replace(f"{fence}\n{hostile}\n{fence}", "")
     assert "<h1>" not in outside and "<script>" not in outside and "# heading" not in outside
     assert "````\nline 3: ```<img onerror=x>\n````" in report
-    broken = feedback_markdown(GradeResult("s", "m1w01", error="SyntaxError: ```\n<b>x</b>"), "Toy")
+    broken = feedback_markdown(GradeResult("s", "m1w01", error="SyntaxError: ```\n<b>x</b>"), "Toy", SCORE)
     assert "````\nSyntaxError: ```\n<b>x</b>\n````" in broken
 
 
@@ -171,10 +179,10 @@ def test_reports_show_each_case_once_and_a_load_failure_once():
 
     cases = [TestOutcome("s", f"test_attention_values[{n}]", "attention equals sdpa", 1.0, "value", "visible",
                          n == 2, message="" if n == 2 else "off by 0.1") for n in (2, 3)]
-    report = feedback_markdown(GradeResult("s", "m1w01", tests=cases), "Toy")
+    report = feedback_markdown(GradeResult("s", "m1w01", tests=cases), "Toy", SCORE)
     assert "attention equals sdpa (case 2)" in report and "attention equals sdpa (case 3)" in report
     load = "running your notebook's code failed: your code raised NameError: name 'x' is not defined"
     broken = [TestOutcome("s", f"test_{n}", f"test {n}", 1.0, "value", "visible", False, message=load)
               for n in range(5)]
-    report = feedback_markdown(GradeResult("s", "m1w01", tests=broken), "Toy")
+    report = feedback_markdown(GradeResult("s", "m1w01", tests=broken), "Toy", SCORE)
     assert report.count(load) == 1 and "Every test failed for the same reason" in report

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from autograder.grading.report import results_json, write_json_atomically
+from autograder.grading.score import score_from_tests
 from autograder.grading.run import Submitted, grade
 from autograder.sandbox.bubblewrap import bubblewrap_available
 from autograder.sandbox.spec import RUN_ENV
@@ -291,7 +292,7 @@ def test_patching_the_test_framework_changes_nothing(batch):
 def test_writing_the_results_file_changes_nothing(batch):
     results, _, extras = batch
     path = extras["results_path"]
-    write_json_atomically(results_json(results["forger"], 100), path)
+    write_json_atomically(results_json(results["forger"], score_from_tests(0, 0, 0, 100)), path)
     written = json.loads(path.read_text())
     assert written["score"] == 0
     assert len(written["tests"]) == 4
@@ -385,5 +386,5 @@ def test_texts_from_the_worker_are_cut_on_the_trusted_side(batch):
     shape = next(t for t in result.tests if t.name == "test_softmax_shape")
     assert not shape.passed and "characters cut" in shape.message
     assert all(len(t.message) <= 4000 for t in result.tests)
-    assert len(json.dumps(results_json(result, 100))) < 100_000
+    assert len(json.dumps(results_json(result, score_from_tests(0, 0, 0, 100)))) < 100_000
     assert result.earned == 4

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import os
 from pathlib import Path
 
 from rich.console import Console
@@ -12,7 +13,7 @@ from rich.text import Text
 
 import autograder
 from autograder.config import Course, load_course
-from autograder.layout import COURSE_FILE
+from autograder.layout import COURSE_ENV, COURSE_FILE
 
 # No markup and no emoji codes: text from submissions (messages, ids, file names) is printed as
 # it is, never read as `[red]` or `:train:`. Styles go through `styled`.
@@ -30,13 +31,20 @@ class UsageError(Exception):
 
 
 def find_course_file(given: str | None) -> Path:
-    """--course, else the course.yaml of this folder or the nearest above it, else the bundled one."""
-    if given:
-        return Path(given)
+    """--course, else $COURSE_YAML, else the course.yaml of this folder or the nearest above it,
+    else the one beside the package in a checkout."""
+    if given or os.environ.get(COURSE_ENV):
+        return Path(given or os.environ[COURSE_ENV])
     for folder in [Path.cwd(), *Path.cwd().parents]:
         if (folder / COURSE_FILE).is_file():
             return folder / COURSE_FILE
-    return Path(autograder.__file__).resolve().parent.parent / COURSE_FILE
+    bundled = Path(autograder.__file__).resolve().parent.parent / COURSE_FILE
+    if not bundled.is_file():
+        raise UsageError(f"no {COURSE_FILE} in {Path.cwd()} or any folder above it. Run `course` inside a course "
+                         f"folder, point at one with `course --course PATH/{COURSE_FILE} ...` or "
+                         f"`export {COURSE_ENV}=PATH/{COURSE_FILE}`, or make a demo course with "
+                         "`course demo --dir DIR`")
+    return bundled
 
 
 def open_course(args: argparse.Namespace) -> tuple[Course, Path]:

@@ -20,16 +20,21 @@ def cmd_grade(args: argparse.Namespace) -> int:
         raise UsageError(f"{notebook} does not exist")
     from autograder.grading.report import feedback_markdown, results_json, write_json_atomically
     from autograder.grading.run import Submitted, grade
+    from autograder.grading.score import score_from_tests
+    from autograder.pipeline.week_info import read_week_info
 
     with console.status(f"grading {notebook.name} against the {args.week} hidden suite…"):
         result = grade(course, root, args.week, [Submitted(notebook.stem, notebook)],
                        sandbox=sandbox_of(args))[notebook.stem]
+    written = read_week_info(CoursePaths(root).release(week.id)).get("written", {}).get("points", 0.0)
+    score = score_from_tests(result.earned, result.possible, float(written), week.points)
     _print_result(result)
+    console.print(f"score: {score.text()}")
     if args.results:
-        write_json_atomically(results_json(result, week.points), Path(args.results))
+        write_json_atomically(results_json(result, score), Path(args.results))
         console.print(f"results: {args.results}")
     if args.feedback:
-        Path(args.feedback).write_text(feedback_markdown(result, week.title))
+        Path(args.feedback).write_text(feedback_markdown(result, week.title, score))
         console.print(f"feedback: {args.feedback}")
     return 0
 
@@ -53,7 +58,7 @@ def _print_result(result) -> None:
                                                                          " " + t.message[:160])
             table.add_row(t.name, t.kind, f"{t.points if t.passed else 0:g}/{t.points:g}", verdict)
         console.print(table)
-    console.print(f"total: {result.earned:g} / {result.possible:g}   "
+    console.print(f"hidden tests: {result.earned:g} / {result.possible:g} points   "
                   f"({result.seconds:.1f} s, sandbox: {result.sandbox}, device: {result.device or 'unknown'})")
 
 
@@ -117,17 +122,23 @@ def autograde_with_progress(course: Course, root: Path, week_id: str, settings, 
         graded = autograde_week(course, root, week.id, settings, students=students, jobs=jobs, sandbox=sandbox,
                                 on_progress=finished)
     table = Table(title=f"{week.id}: {len(graded)} graded")
-    for column in ("student", "hidden-test points", "score (after late policy)", "first failed test", "late policy"):
+    for column in ("student", "hidden-test points", "score (late policy applied)", "written answers",
+                   "first failed test", "late policy"):
         table.add_column(column)
     for item in graded:
         tests = f"{item.result.earned:g}/{item.result.possible:g}" if item.result.tests else "not graded"
         failed = next(((t.description or t.name) + case_of(t.name) for t in item.result.tests if not t.passed),
                       item.result.error or "")
         failed = failed if len(failed) <= 60 else failed[:59] + "…"
-        table.add_row(item.student, tests, f"{item.score:g} / {week.points:g}", failed, item.late_note)
+        written = (f"{item.score.pending:g} pts pending" if item.score.pending else
+                   f"{item.score.manual:g}" if item.score.manual else "-")
+        table.add_row(item.student, tests, f"{item.score.final:g} / {item.score.possible:g}", written, failed,
+                      item.late_note)
     console.print(table)
-    scores = [item.score for item in graded]
-    console.print(f"mean {sum(scores) / len(scores):.1f}, results in {CoursePaths(Path(root)).work('autograded')}")
+    scores = [item.score.final for item in graded]
+    pending = sum(bool(item.score.pending) for item in graded)
+    console.print(f"mean {sum(scores) / len(scores):.1f}" + (f"; {pending} with written answers to grade in "
+                  "formgrader" if pending else "") + f"; results in {CoursePaths(Path(root)).work('autograded')}")
 
 
 def cmd_feedback(args: argparse.Namespace) -> int:
@@ -150,23 +161,37 @@ def cmd_gradebook(args: argparse.Namespace) -> int:
     return 0
 
 
+def settle_all_late_penalties(course: Course, db_url: str) -> None:
+    """Late penalties that depend on the score follow the manual grades given since autograding."""
+    from autograder.gradebook.store import settle_late_penalties
+    from autograder.workflow.late import late_penalty
+    from autograder.workflow.settings import settings_from_course
+
+    settings = settings_from_course(course)
+    for week in course.weeks:
+        settle_late_penalties(db_url, settings.course_id, week.id,
+                              lambda score, possible, late_by: late_penalty(score, possible, late_by, settings))
+
+
 def print_gradebook(course: Course, root: Path, csv: str | Path | None, html: str | Path | None) -> Path | None:
     """Print students by weeks; write the CSV and the HTML report when asked. Returns the report."""
     from autograder.grading.autograde import failure_rates
     from autograder.workflow.nbconfig import gradebook_url
-    from gradebook.report import write_html_report
-    from gradebook.table import scores_table, write_csv
+    from autograder.gradebook.report import write_html_report
+    from autograder.gradebook.table import scores_table, write_csv
 
     if not CoursePaths(Path(root)).gradebook_db.is_file():
         raise UsageError("there is no gradebook yet: `course release` a week first")
     url, course_id = gradebook_url(root), course.workflow.course_id
+    settle_all_late_penalties(course, url)
     rows = scores_table(url, course_id)
     weeks = sorted({week for row in rows for week in row["scores"]})
     table = Table(title=f"{course.title}: {len(rows)} students")
     for column in ["student", *weeks, "total"]:
         table.add_column(column)
     for row in rows:
-        cells = [("-" if row["scores"].get(w) is None else f"{row['scores'][w]:g}") for w in weeks]
+        cells = [("-" if row["scores"].get(w) is None else f"{row['scores'][w]:g}"
+                  + (f" ({row['pending'][w]:g} pending)" if w in row["pending"] else "")) for w in weeks]
         table.add_row(row["id"], *cells, f"{row['total']:g} / {row['max_total']:g}")
     console.print(table)
     if csv:

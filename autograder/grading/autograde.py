@@ -21,7 +21,8 @@ from autograder.grading.run import GradeResult, Submitted, grade
 from autograder.layout import CoursePaths
 from autograder.pipeline.week_info import read_week_info
 from autograder.workflow.collect import Collected, read_collected
-from autograder.workflow.late import apply_late_policy
+from autograder.grading.score import WeekScore, score_from_tests, tests_share
+from autograder.workflow.late import apply_late_policy, late_penalty
 from autograder.workflow.settings import WorkflowError, WorkflowSettings
 
 
@@ -29,7 +30,7 @@ from autograder.workflow.settings import WorkflowError, WorkflowSettings
 class Autograded:
     student: str
     result: GradeResult
-    score: float        # the week's points, after the late policy
+    score: WeekScore    # the week's one score: after the late policy, written answers pending or graded
     late_note: str
     results_path: Path
 
@@ -37,6 +38,9 @@ class Autograded:
 def autograde_week(course: Course, root: Path, week_id: str, settings: WorkflowSettings,
                    students: list[str] | None = None, jobs: int = 1, sandbox: str | None = None,
                    on_progress: Callable[[str, float, float], None] | None = None) -> list[Autograded]:
+    """Grade, record each submission's part scores in the gradebook, then write each student's
+    results.json and feedback.md with the score the gradebook now holds (manual grades of
+    written answers included, so a regrade keeps them)."""
     week = course.week(week_id)
     collected = [c for c in read_collected(root, week) if not students or c.student in students]
     if not collected:
@@ -50,29 +54,34 @@ def autograde_week(course: Course, root: Path, week_id: str, settings: WorkflowS
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         graded = pool.map(grade_batch, range(len(batches)), batches)
         results = {name: result for batch in graded for name, result in batch.items()}
-    done = [_write(course, root, week_id, c, results[c.student], settings) for c in collected]
-    _record(root, week_id, settings, collected, done)
+    info = read_week_info(CoursePaths(Path(root)).release(week_id))
+    problem = _record(root, week_id, settings, collected, results, info)
+    done = [_write(course, root, week_id, c, results[c.student], settings, info, recorded=problem is None)
+            for c in collected]
+    if problem:
+        raise WorkflowError(problem)
     return done
 
 
 def _record(root: Path, week_id: str, settings: WorkflowSettings, collected: list[Collected],
-            done: list[Autograded]) -> None:
-    """One score per part into nbgrader's gradebook, where formgrader and its exports see them."""
+            results: dict[str, GradeResult], info: dict) -> str | None:
+    """One score per part into nbgrader's gradebook, where formgrader and its exports see them;
+    what went wrong, if anything."""
+    from autograder.gradebook.store import GradebookError, record_autograde
     from autograder.workflow.nbconfig import gradebook_url
-    from gradebook.store import GradebookError, record_autograde
 
-    info = read_week_info(CoursePaths(Path(root)).release(week_id))
-    for item, graded in zip(collected, done):
-        def late_penalty(score: float, max_score: float, late_by=item.late_by) -> float:
-            return score - apply_late_policy(score, max_score, late_by, settings)[0]
+    for item in collected:
+        def penalty(score: float, max_score: float, late_by=item.late_by) -> float:
+            return late_penalty(score, max_score, late_by, settings)
 
         try:
             record_autograde(gradebook_url(Path(root)), settings.course_id, week_id, item.student,
-                             info["notebook"], graded.result, info.get("parts", []), timestamp=item.submitted_at,
-                             late_penalty=late_penalty)
+                             info["notebook"], results[item.student], info.get("parts", []),
+                             timestamp=item.submitted_at, late_penalty=penalty)
         except GradebookError as exc:
-            raise WorkflowError(f"results are in .course-work/autograded, but the gradebook cannot take them: "
-                                f"{exc}; release {week_id} with `course release` first") from None
+            return (f"results are in .course-work/autograded, but the gradebook cannot take them: {exc}; "
+                    f"release {week_id} with `course release` first")
+    return None
 
 
 def _batches(collected: list[Collected], jobs: int) -> list[list[Collected]]:
@@ -82,17 +91,25 @@ def _batches(collected: list[Collected], jobs: int) -> list[list[Collected]]:
 
 
 def _write(course: Course, root: Path, week_id: str, item: Collected, result: GradeResult,
-           settings: WorkflowSettings) -> Autograded:
+           settings: WorkflowSettings, info: dict, recorded: bool) -> Autograded:
+    from autograder.gradebook.store import recorded_score
+    from autograder.workflow.nbconfig import gradebook_url
+
     week = course.week(week_id)
-    data = results_json(result, week.points)
-    raw = data["extra_data"]["scaled_score"]
-    score, note = apply_late_policy(raw, week.points, item.late_by, settings)
-    data["extra_data"].update({"late_by_seconds": item.late_by.total_seconds(), "score_after_late_policy": score,
-                               "late_policy": note, "submitted_at": item.submitted_at.isoformat()})
+    written = float(info.get("written", {}).get("points", 0.0))
+    score = recorded and recorded_score(gradebook_url(Path(root)), settings.course_id, week_id, item.student)
+    if not score:
+        tests = tests_share(result.earned, result.possible, written, week.points)
+        score = score_from_tests(result.earned, result.possible, written, week.points,
+                                 late_penalty(tests, week.points, item.late_by, settings))
+    note = apply_late_policy(score.raw, week.points, item.late_by, settings)[1]
+    data = results_json(result, score)
+    data["extra_data"].update({"late_by_seconds": item.late_by.total_seconds(), "late_policy": note,
+                               "submitted_at": item.submitted_at.isoformat()})
     data["output"] = (data["output"] + "\n" if data["output"] else "") + note
     folder = CoursePaths(Path(root)).work("autograded") / item.student / week_id
     write_json_atomically(data, folder / "results.json")
-    (folder / "feedback.md").write_text(feedback_markdown(result, week.title) + f"\n{note}\n")
+    (folder / "feedback.md").write_text(feedback_markdown(result, week.title, score) + f"\n{note}\n")
     return Autograded(item.student, result, score, note, folder / "results.json")
 
 

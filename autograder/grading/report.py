@@ -13,12 +13,14 @@ import tempfile
 from pathlib import Path
 
 from autograder.grading.run import GradeResult
+from autograder.grading.score import WeekScore
 
 STUDENT_OUTPUT_LIMIT = 8000
 
 
-def results_json(result: GradeResult, week_points: float) -> dict:
-    """The Gradescope results schema: score, tests[] (name, score, max_score, status, ...)."""
+def results_json(result: GradeResult, score: WeekScore) -> dict:
+    """The Gradescope results schema: the week's one score on top, tests[] (name, score,
+    max_score, status, ...) in the hidden tests' own points."""
     tests = [{
         "name": t.name,
         "name_format": "text",
@@ -32,17 +34,18 @@ def results_json(result: GradeResult, week_points: float) -> dict:
     output = result.error or ""
     if result.notes:
         output += ("\n" if output else "") + "\n".join(result.notes)
-    scaled = round(week_points * result.earned / result.possible, 4) if result.possible else 0.0
+    if score.pending:
+        output += ("\n" if output else "") + f"Score {score.text()}."
     return {
-        "score": result.earned,
+        "score": score.final,
         "execution_time": round(result.seconds, 2),
         "output": output,
         "output_format": "text",
         "visibility": "visible",
         "stdout_visibility": "hidden",
         "tests": tests,
-        "extra_data": {"week": result.week, "max_score": result.possible, "week_points": week_points,
-                       "scaled_score": scaled, "sandbox": result.sandbox,
+        "extra_data": {"week": result.week, **score.as_dict(), "hidden_points_earned": result.earned,
+                       "hidden_points_possible": result.possible, "sandbox": result.sandbox,
                        "student_output": result.output[-STUDENT_OUTPUT_LIMIT:]},
     }
 
@@ -79,14 +82,13 @@ def case_of(test_name: str) -> str:
     return f" (case {found.group(1)})" if found else ""
 
 
-def feedback_markdown(result: GradeResult, title: str) -> str:
+def feedback_markdown(result: GradeResult, title: str, score: WeekScore) -> str:
     """A report a student can act on: what passed, what failed and why, what to look at."""
-    lines = [f"# Feedback: {result.week}, {title}", ""]
+    lines = [f"# Feedback: {result.week}, {title}", "", f"**Score: {score.text()}**", ""]
     if result.error and not result.tests:
-        lines += ["**Your submission could not be graded:**", ""] + fenced(result.error) + [
-                  "", f"Score: 0 / {result.possible or '(all)'}", ""]
-        return "\n".join(lines)
-    lines += [f"**Score: {result.earned:g} / {result.possible:g}**", ""]
+        return "\n".join(lines + ["**Your submission could not be graded:**", ""] + fenced(result.error) + [""])
+    lines += [f"Hidden tests: {result.earned:g} of {result.possible:g} points, "
+              f"{sum(t.passed for t in result.tests)} of {len(result.tests)} tests passed.", ""]
     if result.notes:
         lines += ["## Notes", ""] + fenced("\n".join(result.notes)) + [""]
     headline = common_failure(result)

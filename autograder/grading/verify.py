@@ -28,7 +28,7 @@ from autograder.pipeline.build import check_part, suite_test_names, source_noteb
 from autograder.pipeline.week_info import WEEK_INFO, read_week_info
 from autograder.submission.notebook import extract_module
 from autograder.testing.plugin import KINDS
-from gradebook.parts import part_of
+from autograder.gradebook.parts import part_of
 
 MIN_MUTANTS = 6
 WHAT_TO_WRITE = {

@@ -31,6 +31,8 @@ import jupytext
 import nbformat
 
 from autograder.config import Course, Week
+from autograder.gradebook.parts import WRITTEN_PREFIX
+from autograder.grading.score import part_points
 from autograder.layout import PUBLIC_TESTS_DIR, CoursePaths
 from autograder.pipeline import fingerprint
 from autograder.pipeline.render import RenderError, render_cells
@@ -54,7 +56,11 @@ def source_notebook(course: Course, week: Week, root: Path) -> nbformat.Notebook
     nb = jupytext.read(path, fmt="py:percent")
     parts = [p for c in nb.cells if (p := check_part(c, week.id))]
     hidden = hidden_suite_size(CoursePaths(root).suite(week.id, "hidden"), parts)
-    part_points = hidden["parts"]
+    written = sum(_written_points(c) for c in nb.cells)
+    if written >= week.points:
+        raise BuildError(f"{path}: the written answers are worth {written:g} points, but the whole week only "
+                         f"{week.points:g} (course.yaml weeks[{week.id}].points): leave points for the hidden tests")
+    points_of_parts = part_points(hidden["parts"], written, week.points)
     try:
         render_cells(nb, course, week, root, parts, hidden["tests"])
     except RenderError as exc:
@@ -66,7 +72,7 @@ def source_notebook(course: Course, week: Week, root: Path) -> nbformat.Notebook
     for index, cell in enumerate(nb.cells):
         cell.id = f"{week.id}-{index:03d}"
         cell.metadata.pop("lines_to_next_cell", None)
-        cell.metadata["nbgrader"] = _nbgrader_metadata(cell, week.id, index, used_ids, part_points)
+        cell.metadata["nbgrader"] = _nbgrader_metadata(cell, week.id, index, used_ids, points_of_parts)
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
     nbformat.validate(nb)
@@ -103,6 +109,12 @@ def _nbgrader_metadata(cell: nbformat.NotebookNode, week: str, index: int, used:
     return meta
 
 
+def _written_points(cell: nbformat.NotebookNode) -> float:
+    """A written answer's points as its cell marks them (checked when its metadata is made)."""
+    points = cell.metadata.get("written") if cell.cell_type == "markdown" else None
+    return float(points) if isinstance(points, (int, float)) and not isinstance(points, bool) and points > 0 else 0.0
+
+
 def _written_answer(cell: nbformat.NotebookNode, week: str, index: int, used: set[str]) -> dict:
     """A written answer (theory weeks), marked `# %% [markdown] written=<points>` in the
     reference: its `### BEGIN SOLUTION` region is the model answer, which the release
@@ -114,7 +126,7 @@ def _written_answer(cell: nbformat.NotebookNode, week: str, index: int, used: se
                          "holding the model answer")
     if isinstance(points, bool) or not isinstance(points, (int, float)) or points <= 0:
         raise BuildError(f"{where}: written={points!r} must be a positive number of points")
-    grade_id = f"written-{sum(name.startswith('written-') for name in used) + 1}"
+    grade_id = f"{WRITTEN_PREFIX}{sum(name.startswith(WRITTEN_PREFIX) for name in used) + 1}"
     used.add(grade_id)
     return {"grade": True, "solution": True, "locked": False, "points": float(points), "grade_id": grade_id,
             "schema_version": 3}
@@ -132,11 +144,13 @@ def _cell_name(cell: nbformat.NotebookNode, is_solution: bool) -> str | None:
 
 
 def build_week(course: Course, week_id: str, root: Path, into: Path | None = None,
-               db_url: str | None = None) -> Path:
+               db_url: str | None = None, source_into: Path | None = None) -> Path:
     """Build one week's release; into `into` (a release folder) or `release/<week>/`.
 
     With `db_url`, nbgrader records the week's notebook and grade cells in that gradebook
-    (the course's own, when releasing); otherwise in a throwaway one.
+    (the course's own, when releasing); otherwise in a throwaway one. With `source_into`,
+    nbgrader's source folder (the answer key and the public tests) is kept there, where
+    formgrader looks for the course's assignments.
     """
     from nbgrader.apps import NbGraderAPI
     from traitlets.config import Config
@@ -153,8 +167,10 @@ def build_week(course: Course, week_id: str, root: Path, into: Path | None = Non
         _copy_tree(paths.suite(week_id, "public"), source / PUBLIC_TESTS_DIR, "*.py")
         parts = [p for c in notebook.cells if (p := check_part(c, week.id))]
         hidden = hidden_suite_size(paths.suite(week_id, "hidden"))
+        written = [c.metadata["nbgrader"]["points"] for c in notebook.cells
+                   if c.metadata["nbgrader"].get("grade_id", "").startswith(WRITTEN_PREFIX)]
         info = {"week": week.id, "title": week.title, "notebook": f"{week.slug}.ipynb", "parts": parts,
-                "hidden": hidden}
+                "hidden": hidden, "points": week.points, "written": {"answers": len(written), "points": sum(written)}}
         write_week_info(source, info)
         config = Config()
         config.CourseDirectory.root = str(work)
@@ -171,6 +187,10 @@ def build_week(course: Course, week_id: str, root: Path, into: Path | None = Non
                              f"\n{result.get('error', '')}")
         built = work / "release" / week_id
         _normalise(built)
+        if source_into is not None:
+            if source_into.exists():
+                shutil.rmtree(source_into)
+            shutil.copytree(source, source_into)
         fingerprint.record(built, fingerprint.inputs_digest(course, week, root, hidden))
         target = into or paths.release(week_id)
         if target.exists():
@@ -186,7 +206,7 @@ def hidden_suite_size(folder: Path, parts: list[str] | None = None) -> dict:
     Students may know this much (not what the tests check); reading the files rather than
     collecting them keeps the build free of the suite's imports.
     """
-    from gradebook.parts import part_of
+    from autograder.gradebook.parts import part_of
 
     tests, points, per_part = 0, 0.0, {p: 0.0 for p in parts or []}
     for node, literals in _test_functions(folder):

@@ -31,9 +31,11 @@ from pathlib import Path
 import nbformat
 
 from autograder.config import Course
+from autograder.grading.score import WeekScore
 from autograder.layout import CoursePaths
 from autograder.pipeline.week_info import read_week_info
 from autograder.workflow.exchange import check_result
+from autograder.workflow.late import late_penalty
 from autograder.workflow.nbconfig import instructor_config, submitted_folder
 from autograder.workflow.settings import WorkflowError, WorkflowSettings
 
@@ -62,6 +64,8 @@ def feedback_week(course: Course, root: Path, week_id: str, settings: WorkflowSe
                   students: list[str] | None = None, release: bool = True) -> list[Feedback]:
     """Generate (and with `release`, release) feedback for every autograded student of the week."""
     from nbgrader.apps import NbGraderAPI
+
+    from autograder.gradebook.store import recorded_score, settle_late_penalties
     from autograder.pipeline.build import put_venv_on_path
 
     week = course.week(week_id)
@@ -78,10 +82,17 @@ def feedback_week(course: Course, root: Path, week_id: str, settings: WorkflowSe
     info = read_week_info(CoursePaths(root).release(week_id))
     put_venv_on_path()
     config = feedback_config(root, settings)
+    db_url = config.CourseDirectory.db_url
+    settle_late_penalties(db_url, settings.course_id, week_id,
+                          lambda score, possible, late_by: late_penalty(score, possible, late_by, settings))
     api = NbGraderAPI(config=config)
     done = []
     for student in graded:
-        notebook = write_feedback_notebook(root, week_id, week.title, student, info, config)
+        score = recorded_score(db_url, settings.course_id, week_id, student)
+        if score is None:
+            raise WorkflowError(f"the gradebook has no {week_id} submission of {student}: run `course autograde "
+                                f"{week_id} --student {student}` again")
+        notebook = write_feedback_notebook(root, week_id, week.title, student, info, config, score)
         check_result(api.generate_feedback(week_id, student, force=True), f"feedback for {student}")
         html = CoursePaths(root).work("feedback") / student / week_id / f"{notebook.stem}.html"
         if release:
@@ -95,7 +106,8 @@ def _autograded_students(root: Path, week_id: str) -> list[str]:
                   if (submitted_folder(root) / p.parent.parent.name / week_id / "timestamp.txt").is_file())
 
 
-def write_feedback_notebook(root: Path, week_id: str, title: str, student: str, info: dict, config) -> Path:
+def write_feedback_notebook(root: Path, week_id: str, title: str, student: str, info: dict, config,
+                            score: WeekScore) -> Path:
     """The notebook nbgrader's generate_feedback renders, in `.course-work/autograded/`."""
     submitted = submitted_folder(root) / student / week_id
     target = CoursePaths(Path(root)).work("autograded") / student / week_id
@@ -104,7 +116,7 @@ def write_feedback_notebook(root: Path, week_id: str, title: str, student: str, 
     notebook, problem = _base_notebook(submitted, released)
     _trust_only_released_metadata(notebook, nbformat.read(released, as_version=4))
     notebook = _restore_locked_cells(notebook, week_id, info["notebook"], student, config)
-    _annotate(notebook, results, info.get("parts", []), title, problem)
+    _annotate(notebook, results, info.get("parts", []), title, problem, score)
     path = target / info["notebook"]
     nbformat.write(notebook, path)
     for name in SUBMISSION_FILES:
@@ -153,8 +165,8 @@ def _restore_locked_cells(notebook, week_id: str, notebook_name: str, student: s
     return notebook
 
 
-def _annotate(notebook, results: dict, parts: list[str], title: str, problem: str) -> None:
-    from gradebook.parts import PART_PREFIX, part_of
+def _annotate(notebook, results: dict, parts: list[str], title: str, problem: str, score: WeekScore) -> None:
+    from autograder.gradebook.parts import PART_PREFIX, part_of
 
     tests = results.get("tests", [])
     by_part: dict[str, list[dict]] = {}
@@ -169,18 +181,19 @@ def _annotate(notebook, results: dict, parts: list[str], title: str, problem: st
             cell.execution_count = None
             shown.add(part)
     rest = [t for part, group in by_part.items() if part not in shown for t in group]
-    notebook.cells[:0] = _summary_cells(results, title, rest, problem)
+    notebook.cells[:0] = _summary_cells(results, title, rest, problem, score)
 
 
-def _summary_cells(results: dict, title: str, unplaced: list[dict], problem: str) -> list:
+def _summary_cells(results: dict, title: str, unplaced: list[dict], problem: str, score: WeekScore) -> list:
     extra = results.get("extra_data", {})
     tests = results.get("tests", [])
     passed = sum(t["status"] == "passed" for t in tests)
+    pending = f" ({score.pending_text()})" if score.pending else ""
+    late = f", after {score.late_penalty:g} points off for lateness" if score.late_penalty else ""
+    written = f"; written answers {score.manual:g} points" if score.manual or score.pending else ""
     lines = [f"# Autograder feedback: {extra.get('week', '')}, {title}", "",
-             f"**Score: {extra.get('score_after_late_policy', extra.get('scaled_score', 0)):g} "
-             f"of {extra.get('week_points', 0):g} points.** "
-             f"{passed} of {len(tests)} hidden tests passed.", "",
-             *_scaling(extra),
+             f"**Score: {score.final:g} of {score.possible:g} points{late}.**{pending} "
+             f"{passed} of {len(tests)} hidden tests passed, worth {score.tests:g} points{written}.", "",
              "Each part's tests are listed under its self-check cell below, with what went wrong where "
              "a test failed. The tests themselves stay hidden."]
     cells = [nbformat.v4.new_markdown_cell("\n".join(lines))]
@@ -191,14 +204,6 @@ def _summary_cells(results: dict, title: str, unplaced: list[dict], problem: str
         cell.outputs = [_stream("\n\n".join(details))]
         cells.append(cell)
     return cells
-
-
-def _scaling(extra: dict) -> list[str]:
-    possible, points = extra.get("max_score", 0), extra.get("week_points", 0)
-    if not possible or abs(possible - points) < 1e-9:
-        return []
-    return [f"The hidden tests are worth {possible:g} points in all; your share of them is scaled to the "
-            f"week's {points:g}.", ""]
 
 
 def _part_text(part: str, tests: list[dict]) -> str:

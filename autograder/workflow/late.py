@@ -6,7 +6,7 @@ import datetime as dt
 import math
 
 from autograder.workflow.settings import WorkflowSettings
-from gradebook.durations import describe_duration
+from autograder.gradebook.durations import describe_duration
 
 DAY = dt.timedelta(days=1)
 
@@ -35,3 +35,8 @@ def apply_late_policy(score: float, max_score: float, late_by: dt.timedelta,
     return adjusted, (f"{late} ({days} started day{'s' if days > 1 else ''}); "
                       f"{settings.penalty_per_day:.0%} of {max_score:g} points off per started day, {penalty:g} in all, "
                       f"so {score:g} becomes {adjusted:g}.")
+
+
+def late_penalty(score: float, max_score: float, late_by: dt.timedelta, settings: WorkflowSettings) -> float:
+    """The points the late policy takes off `score`."""
+    return score - apply_late_policy(score, max_score, late_by, settings)[0]

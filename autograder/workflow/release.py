@@ -8,7 +8,7 @@ from pathlib import Path
 
 from autograder.config import Course
 from autograder.workflow.exchange import check_exchange, check_result, keep_sticky
-from autograder.workflow.nbconfig import instructor_config
+from autograder.workflow.nbconfig import instructor_config, write_nbgrader_config
 from autograder.workflow.settings import WorkflowError, WorkflowSettings
 from autograder.workflow.timeutil import as_utc_naive
 
@@ -34,7 +34,9 @@ def _check_gives(course: Course, week) -> None:
 def release_week(course: Course, root: Path, week_id: str, settings: WorkflowSettings,
                  force: bool = False) -> Path:
     """Build the week if needed, record it (with its due date) in the gradebook and release
-    it into the exchange; returns the exchange's outbound folder for the week.
+    it into the exchange; returns the exchange's outbound folder for the week. Keeps
+    nbgrader's source folder of the week and the course's nbgrader_config.py, so that
+    nbgrader's own commands and formgrader see the course.
 
     `force` replaces a week already in the exchange (students who fetched keep their copy).
     """
@@ -61,7 +63,9 @@ def release_week(course: Course, root: Path, week_id: str, settings: WorkflowSet
     config.ExchangeReleaseAssignment.force = force
     CoursePaths(root).gradebook_db.parent.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:  # records the notebook and its part grade cells
-        build_week(course, week_id, root, into=Path(tmp) / week_id, db_url=config.CourseDirectory.db_url)
+        build_week(course, week_id, root, into=Path(tmp) / week_id, db_url=config.CourseDirectory.db_url,
+                   source_into=CoursePaths(root).source(week_id))
+    write_nbgrader_config(root)
     with Gradebook(config.CourseDirectory.db_url, settings.course_id) as gb:
         gb.update_or_create_assignment(week_id, duedate=as_utc_naive(week.due))
     api = NbGraderAPI(config=config)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 
 PART_PREFIX = "part-"
+WRITTEN_PREFIX = "written-"  # a written answer's grade cell, graded by hand
 _PARAM = re.compile(r"\[.*\]$", re.DOTALL)
 
 

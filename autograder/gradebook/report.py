@@ -1,8 +1,9 @@
 """A single self-contained HTML report on the gradebook, for instructors.
 
 Everything is inline (CSS, and matplotlib plots as base64 PNG), so the file can be mailed or
-opened from anywhere. Sections: an overview per assignment, score distributions, the tests
-students fail most often, late submissions and missing submissions.
+opened from anywhere. Sections: an overview per assignment, score distributions, what waits
+for a grader (written answers not graded yet, manual overrides to review after a regrade),
+the tests students fail most often, late submissions and missing submissions.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from nbgrader.api import Gradebook
 
-from gradebook.durations import describe_duration
-from gradebook.table import display_name, final_score
+from autograder.gradebook.durations import describe_duration
+from autograder.gradebook.table import display_name, final_score, waiting_cells
 
 TOP_FAILURES = 20
 
@@ -64,6 +65,7 @@ def write_html_report(db_url: str, course_id: str, path: str | Path,
         "after the late penalty.</p>",
         _overview(data),
         _distributions(data),
+        _waiting(data),
         _failures(failures or {}),
         _late(data),
         _missing(data),
@@ -78,13 +80,16 @@ def _collect(db_url: str, course_id: str, now: datetime) -> dict:
     with Gradebook(db_url, course_id=course_id) as gb:
         students = {s.id: display_name(s.first_name, s.last_name, s.id) for s in gb.students}
         assignments = []
-        late, missing = [], []
+        late, missing, waiting = [], [], []
         n_submissions = 0
         for assignment in sorted(gb.assignments, key=lambda a: a.name):
             submitted = {}
             for sub in assignment.submissions:
                 n_submissions += 1
                 submitted[sub.student.id] = final_score(sub)
+                waiting.extend({"assignment": assignment.name, "student": sub.student.id,
+                                "name": students.get(sub.student.id, sub.student.id), **item}
+                               for item in waiting_cells(sub))
                 seconds = sub.total_seconds_late
                 if seconds and seconds > 0:
                     late.append({"assignment": assignment.name, "student": sub.student.id,
@@ -96,7 +101,7 @@ def _collect(db_url: str, course_id: str, now: datetime) -> dict:
                                 "duedate": assignment.duedate, "scores": submitted, "missing": len(absent),
                                 "late": sum(1 for item in late if item["assignment"] == assignment.name)})
     return {"students": students, "assignments": assignments, "late": late, "missing": missing,
-            "n_submissions": n_submissions}
+            "waiting": waiting, "n_submissions": n_submissions}
 
 
 def _overview(data: dict) -> str:
@@ -175,6 +180,23 @@ def _failures(failures: dict[str, dict[str, float]]) -> str:
             out.append(f"<tr><td><code>{_e(test)}</code></td><td class='num'>"
                        f'<span class="bar" style="width:{width}px"></span>{rate * 100:.0f}%</td></tr>')
         out.append("</table>")
+    return "\n".join(out)
+
+
+def _waiting(data: dict) -> str:
+    out = ["<h2>Waiting for a grader</h2>"]
+    if not data["waiting"]:
+        out.append('<p class="none">Nothing: every written answer is graded and no override needs review.</p>')
+        return "\n".join(out)
+    out.append("<p>Grade these in formgrader; the scores above count a pending written answer as 0 until then, "
+               "and an override stays in force until reviewed.</p>")
+    out.append("<table><tr><th>Assignment</th><th>Student</th><th>ID</th><th>Cell</th><th class='num'>Points</th>"
+               "<th>Why</th></tr>")
+    for item in sorted(data["waiting"], key=lambda i: (i["assignment"], i["student"], i["cell"])):
+        out.append(f"<tr><td>{_e(item['assignment'])}</td><td>{_e(item['name'])}</td><td>{_e(item['student'])}</td>"
+                   f"<td><code>{_e(item['cell'])}</code></td><td class='num'>{_n(item['points'])}</td>"
+                   f"<td><span class='tag late'>{_e(item['why'])}</span></td></tr>")
+    out.append("</table>")
     return "\n".join(out)
 
 

@@ -19,12 +19,13 @@ module writes only the autograder's columns:
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Callable
 
 from nbgrader.api import Comment, Grade, Gradebook, MissingEntry, SubmittedNotebook
 
-from gradebook.parts import PART_PREFIX, part_of
+from autograder.gradebook.parts import PART_PREFIX, WRITTEN_PREFIX, part_of
+from autograder.grading.score import WeekScore
 
 _MAX_MESSAGE = 300
 
@@ -113,6 +114,10 @@ def record_autograde(db_url: str, course_id: str, week: str, student: str, noteb
         scores = part_scores(result, parts)
         grades = {g.cell_id: g for g in submitted.grades}
         for cell in master.grade_cells:
+            if cell.name.startswith(WRITTEN_PREFIX):
+                grade = grades.get(cell.id) or Grade(cell_id=cell.id, notebook=submitted)
+                grade.needs_manual_grade = grade.manual_score is None  # formgrader lists it until graded
+                continue
             if not cell.name.startswith(PART_PREFIX):
                 continue
             part = cell.name[len(PART_PREFIX):]
@@ -138,6 +143,57 @@ def record_autograde(db_url: str, course_id: str, week: str, student: str, noteb
         if comment is not None:
             comment.auto_comment = feedback_text(result, parts) or None
         gb.db.commit()
+
+
+def settle_late_penalties(db_url: str, course_id: str, week: str,
+                          late_penalty: Callable[[float, float, timedelta], float]) -> int:
+    """Recompute each submission's late penalty from its grades now (manual grades given since
+    the autograder ran change what a penalty that depends on the score takes off) and from how
+    late the gradebook says it was. Returns how many penalties changed."""
+    changed = 0
+    with Gradebook(db_url, course_id=course_id) as gb:
+        try:
+            assignment = gb.find_assignment(week)
+        except MissingEntry:
+            return 0
+        for submission in assignment.submissions:
+            late_by = timedelta(seconds=float(submission.total_seconds_late or 0.0))
+            for notebook in submission.notebooks:
+                score = sum(_effective(g) for g in notebook.grades)
+                penalty = max(0.0, late_penalty(score, float(notebook.max_score or 0.0), late_by))
+                if abs((notebook.late_submission_penalty or 0.0) - penalty) > 1e-9:
+                    notebook.late_submission_penalty = penalty
+                    changed += 1
+        gb.db.commit()
+    return changed
+
+
+def recorded_score(db_url: str, course_id: str, week: str, student: str) -> WeekScore | None:
+    """The week's one score as the gradebook holds it now (manual grades and the late penalty
+    included); None when the student has no submission of the week."""
+    with Gradebook(db_url, course_id=course_id) as gb:
+        try:
+            submission = gb.find_submission(week, student)
+        except MissingEntry:
+            return None
+        return score_of(submission)
+
+
+def score_of(submission) -> WeekScore:
+    """A SubmittedAssignment's one score: its part cells, its written answers (graded or pending)
+    and its late penalty, out of the assignment's points."""
+    tests = manual = pending = penalty = 0.0
+    for notebook in submission.notebooks:
+        penalty += notebook.late_submission_penalty or 0.0
+        for grade in notebook.grades:
+            if not grade.cell.name.startswith(WRITTEN_PREFIX):
+                tests += _effective(grade)
+            elif grade.manual_score is None:
+                pending += grade.max_score
+            else:
+                manual += grade.manual_score + (grade.extra_credit or 0.0)
+    return WeekScore(tests=round(tests, 4), manual=manual, pending=pending, late_penalty=round(penalty, 4),
+                     possible=float(submission.assignment.max_score or 0.0))
 
 
 def _effective(grade: Grade) -> float:
