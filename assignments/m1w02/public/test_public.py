@@ -336,13 +336,10 @@ def influence(p, size, window, shift):
             if place(y, size) == place(p[0], size) and place(x, size) == place(p[1], size)}
 
 
-@pytest.mark.points(1)
-@pytest.mark.kind("value")
-@pytest.mark.parametrize("shift", [0, 1], ids=["regular", "shifted"])
-def test_swin_block_changes_stay_in_the_window(sub, shift):
-    """Changing one input token changes exactly the outputs of its (shifted, masked) window."""
-    # An 8x8 map in windows of 4x4, shift_size 0 or 1 (not window_size // 2): a token may only reach the tokens of its
-    # window after the roll by -shift_size, and of those only the ones from the same region of the mask.
+def changes_stay_in_the_window(sub, shift):
+    """Change one input token at a time of an 8x8 map in windows of 4x4 and compare the outputs that moved with
+    influence(): a token may only reach the tokens of its window after the roll by -shift, and of those only the
+    ones from the same region of the mask."""
     block = sub.SwinTransformerBlock(dim=16, input_resolution=(8, 8), num_heads=2, window_size=4, shift_size=shift,
                                      mlp_ratio=2.0)
     fill(block, seed=4)
@@ -361,6 +358,20 @@ def test_swin_block_changes_stay_in_the_window(sub, shift):
             + (". Check: roll by (-s, -s) before window_partition and by (+s, +s) after window_reverse, "
                "attn(windows, mask=self.attn_mask), and that shift_size is used as given" if shift else
                ". Check window_partition / window_reverse and the reshape to [B * nW, M*M, C]"))
+
+
+@pytest.mark.points(1)
+@pytest.mark.kind("value")
+def test_swin_block_changes_stay_in_the_window(sub):
+    """With shift_size=0, changing one input token changes exactly the outputs of its 4x4 window."""
+    changes_stay_in_the_window(sub, shift=0)
+
+
+@pytest.mark.points(1)
+@pytest.mark.kind("value")
+def test_swin_block_shifted_changes_stay_in_the_window(sub):
+    """With shift_size=1, changing one input token changes exactly the outputs of its shifted window and region."""
+    changes_stay_in_the_window(sub, shift=1)  # 1, not window_size // 2: the block must use shift_size as given
 
 
 # -- swin_classifier ---------------------------------------------------------------------------
