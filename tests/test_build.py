@@ -143,6 +143,21 @@ def test_written_answers_are_graded_by_hand(toy):
     role = cell.metadata["nbgrader"]
     assert (role["grade"], role["solution"], role["locked"], role["points"]) == (True, True, False, 2.0)
     assert "written" not in cell.metadata
+    (part,) = [c for c in nbformat.read(release / "m1w01_toy.ipynb", as_version=4).cells
+               if c.metadata.get("nbgrader", {}).get("grade_id") == "part-softmax"]
+    assert part.metadata["nbgrader"]["points"] == 98.0, "the hidden tests share what the written answer leaves"
+    info = json.loads((release / "week.json").read_text())
+    assert info["written"] == {"answers": 1, "points": 2.0} and info["points"] == 100
+
+
+def test_written_answers_cannot_take_the_whole_week(toy):
+    course, root = toy
+    reference = root / "reference" / "m1w01_toy.py"
+    reference.write_text(reference.read_text() + WRITTEN.replace("written=2", "written=100"))
+    from autograder.pipeline.build import BuildError
+
+    with pytest.raises(BuildError, match="written answers are worth 100 points, but the whole week only 100"):
+        source_notebook(course, course.week("m1w01"), root)
 
 
 @pytest.mark.parametrize("header, problem", [("# %% [markdown] written=0", "positive number"),

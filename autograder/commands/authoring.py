@@ -96,6 +96,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         for row in verdict.rows:
             table.add_row(*row)
         console.print(table)
+        caught, mutants = verdict.public_caught
+        console.print(f"{verdict.week}: the public self-checks catch {caught} of {mutants} mutants")
         if verdict.ok:
             console.print(f"{verdict.week} verified", style="green")
         else:

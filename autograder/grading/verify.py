@@ -54,6 +54,7 @@ class Verification:
     seconds: float = 0.0      # the week's own tests (every variant), without the run's shared start-up
     key_seconds: float = 0.0  # the answer key's tests over the wire: what grading one submission costs
     catches: dict[str, list[str]] = field(default_factory=dict)
+    public_caught: tuple[int, int] = (0, 0)  # (mutants the public tests catch, mutants)
 
     @property
     def ok(self) -> bool:
@@ -268,6 +269,7 @@ def _judge_public(check: Verification, results: dict[str, GradeResult]) -> None:
         verdicts[name] = f"caught by {caught[0]}" if caught else ("passes" if result.tests else "did not run")
     missed = [name.removeprefix("mutant:") for name in mutants if not verdicts[name].startswith("caught")]
     need = math.ceil(PUBLIC_SHARE * len(mutants))
+    check.public_caught = (len(mutants) - len(missed), len(mutants))
     if len(mutants) - len(missed) < need:
         check.problems.append(
             f"the public tests catch {len(mutants) - len(missed)} of {len(mutants)} mutants (at least {need}): add "
