@@ -18,7 +18,7 @@ from autograder.layout import PUBLIC_TESTS_DIR, CoursePaths
 from autograder.pipeline.week_info import read_week_info
 from autograder.testing.plugin import SubmissionEntry, SubmissionPlugin, TestOutcome
 from autograder.testing.suite_modules import fresh_suite_modules
-from autograder.gradebook.parts import part_of
+from autograder.gradebook.parts import case_of, part_of
 
 
 class UnknownPart(ValueError):
@@ -47,7 +47,7 @@ class CheckReport:
         if self.definitions:
             lines.append(f"  (your definitions: {', '.join(self.definitions)})")
         for o in self.outcomes:
-            lines.append(f"  {'PASS' if o.passed else 'FAIL'}  {o.description}")
+            lines.append(f"  {'PASS' if o.passed else 'FAIL'}  {o.description}{case_of(o.name)}")
             if not o.passed:
                 lines += [f"        {line}" for line in o.message.strip().splitlines()[:6]]
         if not self.outcomes:

@@ -186,3 +186,13 @@ def test_reports_show_each_case_once_and_a_load_failure_once():
               for n in range(5)]
     report = feedback_markdown(GradeResult("s", "m1w01", tests=broken), "Toy", SCORE)
     assert report.count(load) == 1 and "Every test failed for the same reason" in report
+
+
+def test_self_check_report_names_each_case():
+    """Parametrized public tests share a description; the report tells their cases apart."""
+    from autograder.selfcheck import CheckReport
+    from autograder.testing.plugin import TestOutcome
+
+    outcomes = [TestOutcome("s", f"test_x[{case}]", "x is right", 1.0, "value", "visible", True) for case in "ab"]
+    text = CheckReport("m1w01", None, outcomes).text()
+    assert "PASS  x is right (case a)" in text and "PASS  x is right (case b)" in text

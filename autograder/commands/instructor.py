@@ -106,7 +106,7 @@ def autograde_with_progress(course: Course, root: Path, week_id: str, settings, 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from autograder.grading.autograde import autograde_week
-    from autograder.grading.report import case_of
+    from autograder.gradebook.parts import case_of
     from autograder.workflow.collect import read_collected
 
     week = course.week(week_id)

@@ -25,3 +25,9 @@ def part_of(test_name: str, parts: list[str]) -> str | None:
         if (base == stem or base.startswith(stem + "_")) and (best is None or len(part) > len(best)):
             best = part
     return best
+
+
+def case_of(test_name: str) -> str:
+    """A parametrized test's case id, as ` (case …)`; empty for a plain test."""
+    found = re.search(r"\[(.+)\]$", test_name)
+    return f" (case {found.group(1)})" if found else ""

@@ -12,6 +12,7 @@ import re
 import tempfile
 from pathlib import Path
 
+from autograder.gradebook.parts import case_of
 from autograder.grading.run import GradeResult
 from autograder.grading.score import WeekScore
 
@@ -74,12 +75,6 @@ def common_failure(result: GradeResult) -> str | None:
     if len(result.tests) > 1 and all(not t.passed for t in result.tests) and len(messages) == 1:
         return messages.pop() or None
     return None
-
-
-def case_of(test_name: str) -> str:
-    """A parametrized test's case id, as ` (case …)`; empty for a plain test."""
-    found = re.search(r"\[(.+)\]$", test_name)
-    return f" (case {found.group(1)})" if found else ""
 
 
 def feedback_markdown(result: GradeResult, title: str, score: WeekScore) -> str:
