@@ -311,9 +311,16 @@ def test_without_bubblewrap_the_audit_guard_still_refuses(toy, tmp_path):
         f"                lambda: subprocess.run(['true'])):\n"
         f"    try:\n        attempt()\n        print('ALLOWED')\n    except Exception as exc:\n"
         f"        print('REFUSED', type(exc).__name__)\n")
-    results, _ = _grade_batch(toy, tmp_path, {"probe": probe}, sandbox="none")
+    probe += "\nimport os\nprint('UID', os.getuid())\n"
+    import tempfile
+
+    with tempfile.NamedTemporaryFile(prefix="machine-tmp-sentinel-") as sentinel:
+        results, _ = _grade_batch(toy, tmp_path, {"probe": probe, "second": HONEST_SOFTMAX}, sandbox="none")
+        assert Path(sentinel.name).exists(), "without a sandbox of its own the worker must leave the machine's /tmp be"
     assert results["probe"].output.count("REFUSED") == 3
     assert "ALLOWED" not in results["probe"].output
+    if os.getuid() == 0:
+        assert "UID 65534" in results["probe"].output, "run as root, student code runs as nobody even without bwrap"
 
 
 # -- forbidden APIs, enforced where the submission cannot reach (issue 10, item 1) -------------------

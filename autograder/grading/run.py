@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -235,7 +236,7 @@ def _run_suites(course: Course, root: Path, suites: list[dict], work: Path, limi
         "sandbox": sandbox,
         "until_caught": until_caught,
         "docker": docker or {"run_id": run_id},
-        "release_root": str(CoursePaths(root).release_root),
+        "release_root": str(_stage_releases(root, [s["week"] for s in suites], work)),
         "denied_paths": [str(root / "assignments"), str(CoursePaths(root).reference), str(root / "gradebook"),
                          str(root / "build"), str(work / "grading.json"), str(outcomes_path)],
     }
@@ -261,6 +262,20 @@ def _run_suites(course: Course, root: Path, suites: list[dict], work: Path, limi
     if not outcomes and "error" in log.lower():
         raise GradingError(f"the test suite for {weeks} failed to load:\n{log[-4000:]}")
     return outcomes, data.get("outputs", {}), data.get("devices", {}), log
+
+
+def _stage_releases(root: Path, weeks: list[str], work: Path) -> Path:
+    """A world-readable copy of each week's released folder (its helpers go on the worker's
+    path): a worker that runs as `nobody` reads it wherever the course folder lives."""
+    staged = work / "release"
+    for week in dict.fromkeys(weeks):
+        source = CoursePaths(root).release(week)
+        if source.is_dir() and not (staged / week).exists():
+            shutil.copytree(source, staged / week, ignore=shutil.ignore_patterns("*.ipynb"))
+    for folder in [staged, *(p for p in staged.rglob("*"))]:
+        if folder.exists():
+            os.chmod(folder, 0o755 if folder.is_dir() else 0o644)
+    return staged
 
 
 def _run_reporting_progress(command: list[str], env: dict, cwd: Path, budget: float, progress_path: Path,

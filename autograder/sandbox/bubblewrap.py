@@ -4,8 +4,9 @@ bubblewrap, where it is installed, gives the worker its own network (none), proc
 and mount namespaces: it sees the Python installation, the engine package, the
 submission and the released helpers, read-only, and a small private /tmp; nothing of
 the course (hidden tests, references, results), and not the packages its week forbids
-(an empty folder is mounted over each). Run as root, the worker drops to
-`nobody` before student code runs so that the process limit applies. Resource limits
+(an empty folder is mounted over each). Run as root, with bubblewrap or without, the worker
+drops to `nobody` before student code runs, so that the process limit applies and files only
+root may read stay unread. Resource limits
 and the wall-clock timeouts of the client apply in every case.
 """
 
@@ -65,10 +66,10 @@ class LocalZygote(WorkerHost):
     def __init__(self, spec: WorkerSpec):
         self.spec = spec
         self.sandbox = resolve_sandbox(spec.sandbox)
-        self.drop_privileges = self.sandbox == "bwrap" and os.getuid() == 0
+        self.drop_privileges = os.getuid() == 0  # student code never runs as root (Gradescope's runner is root)
         self.sock, child = socket.socketpair()
         inside = self.sandbox == "bwrap"
-        config = {"socket_fd": child.fileno(), "drop_privileges": self.drop_privileges}
+        config = {"socket_fd": child.fileno(), "drop_privileges": self.drop_privileges, "private": inside}
         command = [sys.executable, "-m", "autograder.sandbox.worker", json.dumps(config)]
         if inside:
             command = self._bwrap_prefix() + command

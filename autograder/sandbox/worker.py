@@ -34,8 +34,9 @@ def main() -> None:
     The booted process is a zygote: a child costs a fork instead of a Python start and a
     torch import. Children run one after another, never side by side, so no two
     submissions share the sandbox at once; between them, the zygote removes what the
-    last one left (processes, files in /tmp). Without root it cannot clean up after a
-    child, and serves a single one.
+    last one left (processes, files in /tmp). Without root, or outside a sandbox of its own
+    (whose /tmp and processes are the machine's), it cannot clean up after a child, and serves
+    a single one.
     """
     config = json.loads(sys.argv[1])
     sock = _control_socket(config)
@@ -48,7 +49,8 @@ def main() -> None:
     import torch._dynamo  # noqa: F401
     from autograder.sandbox import guard, wire
 
-    reusable = os.getuid() == 0 and config.get("drop_privileges", False)
+    # Cleaning up kills every process of `nobody` and empties /tmp: only in namespaces of our own.
+    reusable = os.getuid() == 0 and config.get("drop_privileges", False) and config.get("private", False)
     wire.send(sock, wire.encode({"booted": True, "reusable": reusable}, []), [])
     while True:
         try:
