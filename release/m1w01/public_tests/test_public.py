@@ -186,8 +186,6 @@ def test_attention_module_qkv_bias_argument(sub):
     names = set(sub.Attention(dim=8, num_heads=2, qkv_bias=False).state_dict())
     assert "qkv.bias" not in names, ("Attention(qkv_bias=False) should make its qkv projection without a bias "
                                      "(nn.Linear(dim, 3 * dim, bias=qkv_bias)), but it has qkv.bias")
-    assert names == {"qkv.weight", "proj.weight", "proj.bias"}, \
-        f"Attention(qkv_bias=False) should hold qkv.weight, proj.weight and proj.bias, but holds {sorted(names)}"
     with_bias = sub.Attention(dim=8, num_heads=2, qkv_bias=True)
     assert "qkv.bias" in set(with_bias.state_dict()), "Attention(qkv_bias=True) should have a qkv.bias"
     assert_shape(with_bias.qkv.bias, (24,), what="Attention(dim=8, qkv_bias=True).qkv.bias")
@@ -207,8 +205,8 @@ def test_attention_module_hand_built_heads(sub):
     proj_w, proj_b = 2.0 * torch.eye(4), torch.tensor([0.5, -0.5, 1.0, 0.0])
     attn.load_state_dict({"qkv.weight": w, "qkv.bias": b, "proj.weight": proj_w, "proj.bias": proj_b})
     x = randn(2, 3, 4, seed=3)
-    x[0, :, 0] = torch.tensor([1.0, 0.0, 0.0])  # image 0: token 0 gets weight 3/5 in head 0
-    x[1, :, 0] = torch.tensor([0.0, 0.0, 1.0])  # image 1: token 2 does
+    x[0, :, 0] = torch.tensor([1.0, 0.0, 0.0])  # sequence 0: token 0 gets weight 3/5 in head 0
+    x[1, :, 0] = torch.tensor([0.0, 0.0, 1.0])  # sequence 1: token 2 does
     head0_weights = torch.tensor([[3.0, 1, 1], [1.0, 1, 3]]) / 5
     head0 = head0_weights[:, None, :] @ x[..., 0:2]         # [2, 1, 2]: the same for the three queries
     head1 = x[..., 2:4].mean(dim=1, keepdim=True)           # [2, 1, 2]
