@@ -115,6 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--html", metavar="FILE", help="write a report: score distributions, most-failed tests, "
                    "late and missing submissions")
 
+    p = command("gradescope", instructor.cmd_gradescope, "build a Gradescope autograder zip for a week from its "
+                "suites and this engine (instructor)", "week")
+    p.add_argument("-o", "--output", default="autograder.zip", metavar="FILE",
+                   help="where to write the zip (default: autograder.zip); upload it as the assignment's autograder")
+
     # -- newcomers ----------------------------------------------------------------------------
     p = command("demo", demo.cmd_demo, "the whole loop for one week in a throwaway course: release, two "
                 "students submit, collect, autograde, feedback, gradebook", "sandbox")

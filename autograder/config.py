@@ -58,6 +58,16 @@ class Workflow(_Strict):
         return dt.timedelta(days=365 if self.late_window_days is None else self.late_window_days)
 
 
+Visibility = Literal["visible", "hidden", "after_due_date", "after_published"]
+
+
+class Gradescope(_Strict):
+    """What students see of a Gradescope autograder's tests (`course gradescope`)."""
+
+    public_visibility: Visibility = Field("visible", description="the public self-checks, shown for 0 points")
+    hidden_visibility: Visibility = Field("after_due_date", description="the hidden tests that score the week")
+
+
 class Module(_Strict):
     id: int = Field(ge=1)
     title: str
@@ -102,6 +112,7 @@ class Course(_Strict):
     weeks: list[Week]
     grading: GradingLimits = GradingLimits()
     workflow: Workflow = Workflow()
+    gradescope: Gradescope = Gradescope()
 
     @model_validator(mode="after")
     def _consistent(self) -> "Course":

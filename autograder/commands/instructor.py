@@ -201,3 +201,18 @@ def print_gradebook(course: Course, root: Path, csv: str | Path | None, html: st
     report = write_html_report(url, course_id, html, failure_rates(root))
     console.print(f"report: {report}")
     return Path(report)
+
+
+def cmd_gradescope(args: argparse.Namespace) -> int:
+    from autograder.gradescope.bundle import BundleError, build_autograder_zip
+
+    course, root = open_course(args)
+    try:
+        names = build_autograder_zip(course, root, args.week, Path(args.output))
+    except BundleError as exc:
+        raise UsageError(str(exc)) from None
+    size = Path(args.output).stat().st_size
+    console.print(f"{args.output}: {len(names)} files, {size / 1e6:.1f} MB; on Gradescope, make a programming "
+                  f"assignment for {args.week} and upload it as its autograder (setup.sh installs uv.lock's "
+                  "environment, several GB; run_autograder grades /autograder/submission/*.ipynb)")
+    return 0
