@@ -34,6 +34,8 @@ def test_week_verifies(verdicts, week):
     assert verdict["ok"], "\n".join(verdict["problems"])
     assert sum(row[0].startswith("mutant:") for row in verdict["rows"]) >= 6
     assert sum(row[0].startswith("null:") for row in verdict["rows"]) >= 3, "every part gets three null variants"
+    caught, mutants = verdict["public_caught"]
+    assert 2 * caught >= mutants, "the public self-checks catch at least half of the mutants"
 
 
 @pytest.mark.parametrize("week", READY)

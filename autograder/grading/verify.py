@@ -148,6 +148,10 @@ def verify_weeks(course: Course, root: Path, week_ids: list[str], sandbox: str |
             batches.append(Batch(week_id, [Submitted("answer key", key), Submitted("release", release_nb)] + variants,
                                  in_process=[Submitted(IN_PROCESS_KEY, key)], in_process_skip=("convergence",)))
             public = suite_test_names(paths.suite(week_id, "public"))
+            shared = sorted(set(public) & set(suite_test_names(paths.suite(week_id, "hidden"))))
+            if shared:
+                check.problems.append(f"public and hidden tests share names ({', '.join(shared)}): rename the public "
+                                      "ones, since a hidden test's name is not for students to see")
             batches.append(Batch(week_id, [], suite="public", in_process=[
                 Submitted(PUBLIC + "answer key", key, public, exhaustive=True),
                 *(Submitted(PUBLIC + v.name, v.path, public) for v in mutants)]))
