@@ -139,7 +139,8 @@ class Course(_Strict):
         if dt.datetime.combine(week.release, dt.time()) < opens:
             raise ValueError(f"week {week.id} gives away {other}'s solution, so it can be released on "
                              f"{opens:%Y-%m-%d %H:%M} at the earliest ({other} is due {given.due:%Y-%m-%d %H:%M}, "
-                             f"and late work counts for {self.workflow.late_window().days} days), not on {week.release}")
+                             f"and late work counts for {self.workflow.late_window().days} days), "
+                             f"not on {week.release}")
 
     @cached_property
     def by_id(self) -> dict[str, Week]:

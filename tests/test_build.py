@@ -96,7 +96,7 @@ def test_answer_key_keeps_solutions_and_nbgrader_roles(toy):
     demo = [c for c in nb.cells if "demo" in c.metadata.get("tags", [])]
     assert len(demo) == 2
     part = [c for c in nb.cells if c.metadata["nbgrader"]["grade_id"] == "part-softmax"]
-    assert len(part) == 1 and part[0].metadata["nbgrader"]["points"] == 5.0
+    assert len(part) == 1 and part[0].metadata["nbgrader"]["points"] == 100.0, "the part holds the week's 100 points"
 
 
 @pytest.mark.parametrize("week", READY)

@@ -19,7 +19,7 @@ from autograder.config import load_course
 from autograder.grading.autograde import autograde_week
 from autograder.workflow import (WorkflowError, collect_week, feedback_week, fetch_feedback_week, fetch_week,
                                  release_week, submit_week)
-from autograder.workflow.feedback import write_feedback_notebook
+from autograder.workflow.feedback import WRAP_CSS, write_feedback_notebook
 from autograder.workflow.nbconfig import instructor_config
 from autograder.workflow.settings import WorkflowSettings
 
@@ -94,6 +94,7 @@ def test_feedback_is_released_in_words_without_hidden_tests(graded):
     assert "[FAILED] softmax is stable for large logits" in bob
     assert "not implemented yet" in bob, "the failure message a student can act on"
     assert "Submitted 1 day 12 h late" in bob
+    assert WRAP_CSS in done["bob"].html.read_text(), "long failure lines wrap in their box"
 
 
 @pytest.mark.slow

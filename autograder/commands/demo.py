@@ -39,7 +39,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         for item in collect_week(course, root, week.id, settings):
             console.print(f"  {item.student}: {item.notebook.relative_to(root)}")
     with steps("the autograder grades them in sandboxed workers", f"course autograde {week.id}"):
-        instructor.autograde_with_progress(course, root, week.id, settings, None, min(2, os.cpu_count() or 1), args.sandbox)
+        jobs = min(2, os.cpu_count() or 1)
+        instructor.autograde_with_progress(course, root, week.id, settings, None, jobs, args.sandbox)
     with steps("students get feedback in words", f"course feedback {week.id}"):
         for item in feedback_week(course, root, week.id, settings):
             console.print(f"  {item.student}: {item.html}")

@@ -89,14 +89,16 @@ def cmd_collect(args: argparse.Namespace) -> int:
     for item in collected:
         late = str(item.late_by).split(".")[0] if item.late_by.total_seconds() > 0 else ""
         table.add_row(item.student, item.submitted_at.strftime("%Y-%m-%d %H:%M:%S"), late,
-                      str(item.notebook.relative_to(root)) if item.notebook.is_relative_to(root) else str(item.notebook))
+                      str(item.notebook.relative_to(root)) if item.notebook.is_relative_to(root)
+                      else str(item.notebook))
     console.print(table)
     return 0
 
 
 def cmd_autograde(args: argparse.Namespace) -> int:
     course, root = open_course(args)
-    autograde_with_progress(course, root, args.week, settings_of(args, course), args.student, args.jobs, sandbox_of(args))
+    autograde_with_progress(course, root, args.week, settings_of(args, course), args.student, args.jobs,
+                            sandbox_of(args))
     return 0
 
 

@@ -14,7 +14,7 @@ import csv
 from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.plugins.export import ExportPlugin
 
-from autograder.gradebook.table import text_cell, waiting_cells
+from autograder.gradebook.table import pending_points, text_cell, waiting_cells
 
 COLUMNS = ["assignment", "duedate", "timestamp", "student_id", "last_name", "first_name", "email", "raw_score",
            "late_submission_penalty", "score", "max_score", "pending_manual_points", "overrides_to_review"]
@@ -55,5 +55,5 @@ def _row(gradebook: Gradebook, assignment, student) -> list:
     penalty = submission.late_submission_penalty or 0.0
     head[2] = submission.timestamp
     return head + [submission.score, penalty, max(0.0, submission.score - penalty), assignment.max_score,
-                   sum(c["points"] for c in waiting if c["why"] == "not graded yet"),
+                   pending_points(submission),
                    sum(c["why"] != "not graded yet" for c in waiting)]

@@ -211,7 +211,8 @@ def _late(data: dict) -> str:
         out.append(f"<tr><td>{_e(item['assignment'])}</td><td>{_e(item['name'])}</td>"
                    f"<td>{_e(item['student'])}</td><td>{_when(item['timestamp'])}</td>"
                    f"<td>{_when(item['duedate'])}</td>"
-                   f"<td class='num'><span class='tag late'>{describe_duration(timedelta(seconds=item['seconds']))}</span></td></tr>")
+                   "<td class='num'><span class='tag late'>"
+                   f"{describe_duration(timedelta(seconds=item['seconds']))}</span></td></tr>")
     out.append("</table>")
     return "\n".join(out)
 

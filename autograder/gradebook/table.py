@@ -43,8 +43,7 @@ def scores_table(db_url: str, course_id: str) -> list[dict]:
                 "max_scores": dict(max_scores),
                 "total": sum(s for s in scores.values() if s is not None),
                 "max_total": sum(max_scores.values()),
-                "pending": {name: points for name, sub in submitted.items()
-                            if (points := sum(c["points"] for c in waiting_cells(sub) if c["why"] == "not graded yet"))},
+                "pending": {name: points for name, sub in submitted.items() if (points := pending_points(sub))},
             })
         return rows
 
@@ -65,6 +64,11 @@ def waiting_cells(submission) -> list[dict]:
                 found.append({"cell": grade.cell.name, "points": float(grade.max_score or 0.0),
                               "why": "not graded yet" if pending else "regraded: review the override"})
     return found
+
+
+def pending_points(submission) -> float:
+    """The points of the submission's written answers not graded yet."""
+    return sum(c["points"] for c in waiting_cells(submission) if c["why"] == "not graded yet")
 
 
 def final_score(submission) -> float:

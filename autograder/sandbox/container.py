@@ -45,9 +45,19 @@ class DockerUnavailable(RuntimeError):
     """No engine, no image, a stale image or no GPU where one is required: what to do is in the message."""
 
 
+def docker_sdk():
+    """The Docker SDK, an optional extra of the course's package."""
+    try:
+        import docker
+    except ImportError:
+        raise DockerUnavailable("the docker backend needs the Docker SDK: `uv sync --extra docker` in the course's "
+                                "checkout (or pip install 'vitssl-course[docker]')") from None
+    return docker
+
+
 def client():
     """A Docker SDK client for the engine at DOCKER_HOST (or the default socket), checked."""
-    import docker
+    docker = docker_sdk()
 
     where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
     try:
@@ -76,7 +86,7 @@ def engine_digest() -> str:
 
 def check_image(engine, image: str = IMAGE) -> None:
     """The image exists and was built from this installation's uv.lock and worker code."""
-    import docker
+    docker = docker_sdk()
 
     try:
         labels = engine.images.get(image).labels or {}
@@ -103,7 +113,7 @@ def gpu_request(policy: str, index: int) -> tuple[list, str]:
         raise DockerUnavailable("course.yaml's grading.gpu is `require`, but this host has no NVIDIA GPU")
     if policy == "never" or count == 0:
         return [], "cpu"
-    import docker
+    docker = docker_sdk()
 
     chosen = str(index % count)
     return [docker.types.DeviceRequest(device_ids=[chosen], capabilities=[["gpu"]])], f"gpu {chosen}"
@@ -200,7 +210,8 @@ class ContainerZygote(WorkerHost):
 
     # -- the WorkerHost interface -----------------------------------------------------
     def child_config(self, spec) -> dict:
-        return {"module_path": f"{SUBMISSION_DIR}/{spec.module_path.name}", "source": Path(spec.module_path).read_text(),
+        return {"module_path": f"{SUBMISSION_DIR}/{spec.module_path.name}",
+                "source": Path(spec.module_path).read_text(),
                 "denied_paths": [], "limits": self._rlimits(spec),
                 "drop_privileges": False, "threads": spec.threads, "week": spec.week, "forbidden": spec.forbidden,
                 "helper_paths": [f"{HELPERS_DIR}/{spec.week}"] if spec.release_root is not None else []}

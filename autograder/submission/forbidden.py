@@ -60,14 +60,16 @@ def forbidden_parts(source: str, forbidden: list[str], week: str = "this week") 
     at_load = [h for h in hidden if h.owner == MODULE_LEVEL]
     if at_load:
         h = at_load[0]
-        return {WHOLE_SUBMISSION: f"{describe_line(source, h.line)} uses {h.construct} in code that runs when the notebook loads; "
+        return {WHOLE_SUBMISSION: f"{describe_line(source, h.line)} uses {h.construct} in code that runs when "
+                                  "the notebook loads; "
                                   f"{week} forbids some APIs, so code that reaches things by computed names or "
                                   "through the import machinery cannot be graded: remove it"}
     findings = find_forbidden(source, forbidden)
     loading = [f for f in findings if f.owner == MODULE_LEVEL]
     if loading:
         f = loading[0]
-        return {WHOLE_SUBMISSION: f"{describe_line(source, f.line)} uses {f.api} in code that runs when the notebook loads, "
+        return {WHOLE_SUBMISSION: f"{describe_line(source, f.line)} uses {f.api} in code that runs when the "
+                                  "notebook loads, "
                                   f"which {week} does not allow: remove it"}
     references = {name: refs for statement in tree.body
                   for name, refs in _references(statement).items()}
@@ -76,7 +78,8 @@ def forbidden_parts(source: str, forbidden: list[str], week: str = "this week") 
                for name, api in apis.items()}
     for h in reversed(hidden):
         apis[h.owner] = f"{h.construct} ({describe_line(source, h.line)})"
-        reasons[h.owner] = (f"`{h.owner}` uses {h.construct} ({describe_line(source, h.line)}), which hides what the code reaches; "
+        reasons[h.owner] = (f"`{h.owner}` uses {h.construct} ({describe_line(source, h.line)}), which hides what "
+                            "the code reaches; "
                             f"{week} forbids some APIs, so it cannot be graded: write it with plain attribute names")
     changed = True
     while changed:

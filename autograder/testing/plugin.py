@@ -329,7 +329,8 @@ def plugin_from_config(config: dict) -> SubmissionPlugin:
         for item in suite["submissions"]:
             spec = WorkerSpec(module_path=Path(item["module_path"]), week=suite["week"], release_root=release_root,
                               forbidden=suite.get("forbidden", []),
-                              denied_paths=[Path(p) for p in config.get("denied_paths", []) + item.get("denied_paths", [])],
+                              denied_paths=[Path(p) for p in
+                                            config.get("denied_paths", []) + item.get("denied_paths", [])],
                               limits=limits, sandbox=config.get("sandbox", "auto"), **config.get("docker", {}))
             pool = pool or ZygotePool(spec, spare=count > 1)  # one sandbox recipe for the run
             client = WorkerClient(spec, import_timeout=config.get("import_timeout_s", 60.0), pool=pool)

@@ -41,6 +41,8 @@ from autograder.workflow.settings import WorkflowError, WorkflowSettings
 
 SUBMISSION_FILES = ("timestamp.txt", "submission_secret.txt")
 OUTPUT_LIMIT = 2000  # characters of one failure message shown under a part
+WRAP_CSS = ("<style>.jp-OutputArea-output pre, .output_area pre "
+            "{ white-space: pre-wrap; overflow-wrap: anywhere; }</style>")
 
 
 @dataclass(frozen=True)
@@ -196,7 +198,7 @@ def _summary_cells(results: dict, title: str, unplaced: list[dict], problem: str
              f"{passed} of {len(tests)} hidden tests passed, worth {score.tests:g} points{written}.", "",
              "Each part's tests are listed under its self-check cell below, with what went wrong where "
              "a test failed. The tests themselves stay hidden."]
-    cells = [nbformat.v4.new_markdown_cell("\n".join(lines))]
+    cells = [_wrapping_style(), nbformat.v4.new_markdown_cell("\n".join(lines))]
     details = [text for text in (problem, results.get("output", "").strip(),
                                  _part_text("", unplaced) if unplaced else "") if text]
     if details:  # in a text output, so nothing a submission printed is ever rendered as HTML
@@ -204,6 +206,14 @@ def _summary_cells(results: dict, title: str, unplaced: list[dict], problem: str
         cell.outputs = [_stream("\n\n".join(details))]
         cells.append(cell)
     return cells
+
+
+def _wrapping_style():
+    """Long failure lines wrap inside their box instead of running out of it (the page's own
+    CSS, in a raw cell the HTML export copies as it is)."""
+    cell = nbformat.v4.new_raw_cell(WRAP_CSS)
+    cell.metadata["format"] = "text/html"
+    return cell
 
 
 def _part_text(part: str, tests: list[dict]) -> str:

@@ -33,7 +33,8 @@ def apply_late_policy(score: float, max_score: float, late_by: dt.timedelta,
     penalty = settings.penalty_per_day * max_score * days
     adjusted = max(0.0, score - penalty)
     return adjusted, (f"{late} ({days} started day{'s' if days > 1 else ''}); "
-                      f"{settings.penalty_per_day:.0%} of {max_score:g} points off per started day, {penalty:g} in all, "
+                      f"{settings.penalty_per_day:.0%} of {max_score:g} points off per started day, "
+                      f"{penalty:g} in all, "
                       f"so {score:g} becomes {adjusted:g}.")
 
 
