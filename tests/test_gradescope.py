@@ -1,9 +1,11 @@
 """`course gradescope`: the zip, and the autograder run as Gradescope runs it.
 
 The container test unpacks the zip into an /autograder-shaped folder inside a container from
-the course's base image (no network: uv installs the locked environment from the host's uv
-cache), runs setup.sh, then run_autograder for the answer key, the release and a mutant, and
-validates each results.json against the specification's schema (fixtures/).
+the course's base image, runs setup.sh, then run_autograder for the answer key, the release and
+a mutant, and validates each results.json against the specification's schema (fixtures/).
+There is no network at test time, so uv installs the locked environment from the host's uv
+cache, for the host's Python (mounted read-only at its own path): uv.lock resolves some packages differently
+for other Python patch releases, whose wheels the cache may not hold.
 """
 
 from __future__ import annotations
@@ -131,8 +133,14 @@ def test_the_runner_grades_an_autograder_shaped_folder(bundle, tmp_path):
 
 CONTAINER_SCRIPT = r"""
 set -euo pipefail
+chmod 711 /root  # the host's Python may live under /root (mounted at its own path: it finds its libraries there)
 mkdir -p /autograder/source /autograder/results
-python3 -m zipfile -e /input/autograder.zip /autograder/source
+python3 - <<'UNZIP'
+import os, zipfile  # as unzip does: files keep the modes the zip records
+with zipfile.ZipFile("/input/autograder.zip") as archive:
+    for info in archive.infolist():
+        os.chmod(archive.extract(info, "/autograder/source"), (info.external_attr >> 16) or 0o644)
+UNZIP
 cd /autograder/source && bash setup.sh
 for case in key release mutant; do
   rm -rf /autograder/submission /autograder/results/results.json && mkdir -p /autograder/submission
@@ -170,9 +178,11 @@ def test_gradescope_runs_setup_then_run_autograder_in_a_container(bundle, tmp_pa
         container = docker.containers.run(
             BASE_IMAGE, ["bash", "-c", CONTAINER_SCRIPT], detach=True, network_mode="none",
             volumes={str(inputs): {"bind": "/input", "mode": "ro"}, str(outputs): {"bind": "/output", "mode": "rw"},
-                     str(uv): {"bind": "/usr/local/bin/uv", "mode": "ro"}, cache: {"bind": "/uv-cache", "mode": "rw"}},
+                     str(uv): {"bind": "/usr/local/bin/uv", "mode": "ro"}, cache: {"bind": "/uv-cache", "mode": "rw"},
+                     sys.base_prefix: {"bind": sys.base_prefix, "mode": "ro"}},
             environment={"UV_CACHE_DIR": "/uv-cache", "UV_OFFLINE": "1", "UV_LINK_MODE": "symlink",
-                         "UV_PYTHON_DOWNLOADS": "never", "PATH": "/usr/local/bin:/usr/bin:/bin"})
+                         "UV_PYTHON_DOWNLOADS": "never", "UV_PYTHON": f"{sys.base_prefix}/bin/python{sys.version_info[0]}",
+                         "PATH": "/usr/local/bin:/usr/bin:/bin"})
         status = container.wait(timeout=1500)
         log = container.logs().decode(errors="replace")
         container.remove(force=True)
