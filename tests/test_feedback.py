@@ -19,7 +19,7 @@ from autograder.config import load_course
 from autograder.grading.autograde import autograde_week
 from autograder.workflow import (WorkflowError, collect_week, feedback_week, fetch_feedback_week, fetch_week,
                                  release_week, submit_week)
-from autograder.workflow.feedback import WRAP_CSS, write_feedback_notebook
+from autograder.workflow.feedback import WRAP_WIDTH, write_feedback_notebook
 from autograder.workflow.nbconfig import instructor_config
 from autograder.workflow.settings import WorkflowSettings
 
@@ -94,7 +94,13 @@ def test_feedback_is_released_in_words_without_hidden_tests(graded):
     assert "[FAILED] softmax is stable for large logits" in bob
     assert "not implemented yet" in bob, "the failure message a student can act on"
     assert "Submitted 1 day 12 h late" in bob
-    assert WRAP_CSS in done["bob"].html.read_text(), "long failure lines wrap in their box"
+    outputs = [o.text for c in nbformat.read(root / ".course-work" / "autograded" / "bob" / WEEK / "m1w01_toy.ipynb",
+                                              as_version=4).cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    assert outputs and all(len(line) <= WRAP_WIDTH for text in outputs for line in text.splitlines()), \
+        "long failure lines are wrapped to fit their box"
+    page = done["bob"].html.read_text()
+    assert re.search(r'<img[^>]*alt="\\sigma\(x\)_i[^>]*src="data:image/svg\+xml;base64,', page), \
+        "the reference's formula is drawn into the page, readable offline"
 
 
 @pytest.mark.slow
@@ -182,3 +188,29 @@ def test_on_a_shared_account_a_student_fetches_only_their_own_feedback(graded, t
     assert len(bobs) == 1 and len(alices) == 1 and bobs != alices
     assert "0 of 4 hidden tests passed" in page_text(bobs[0])
     assert "4 of 4 hidden tests passed" in page_text(alices[0])
+
+
+def test_formulas_become_images_and_what_cannot_be_drawn_stays_tex():
+    from autograder.workflow.offline_math import render_math
+
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(
+        "Softmax $\\sigma(x)_i = e^{x_i}$ and\n$$\\frac{1}{2}\\|x\\|^2$$\n"
+        "an environment $\\begin{aligned} a \\end{aligned}$; it costs $5 and $6."),
+        nbformat.v4.new_code_cell("x = '$a$'")])
+    assert render_math(notebook) == 2
+    text = notebook.cells[0].source
+    assert text.count("data:image/svg+xml;base64,") == 2 and '<div style="text-align: center">' in text
+    assert "<code>$\\begin{aligned} a \\end{aligned}$</code>" in text
+    assert "costs $5 and $6." in text, "money is not math"
+    assert notebook.cells[1].source == "x = '$a$'", "code cells are left alone"
+
+
+def test_long_failure_lines_are_wrapped_with_their_indent():
+    from autograder.workflow.feedback import _stream
+
+    message = "      yours " + "1.2345, " * 40 + "expected ..."
+    text = _stream("header\n" + message).text
+    lines = text.splitlines()
+    assert all(len(line) <= WRAP_WIDTH for line in lines) and len(lines) >= 4
+    assert lines[0] == "header" and all(line.startswith("        ") for line in lines[2:]), "continuations indented"
+    assert "".join(line.strip() for line in lines[1:]).replace(" ", "") == message.replace(" ", ""), "nothing lost"

@@ -8,7 +8,8 @@ For each autograded student the feedback notebook is their submitted notebook wi
 * a summary at the top: the score after the late policy, and how many tests passed;
 * under each part's self-check cell, in place of whatever output the student saved, that
   part's hidden tests in words: the one-line description, passed or failed, and the
-  failure message. A test's source never appears.
+  failure message. A test's source never appears;
+* its formulas drawn into the page (offline_math), so that it reads the same offline.
 
 nbgrader's `generate_feedback` then renders it with the gradebook's scores, and
 `release_feedback` puts it in the exchange, where `fetch_feedback_week` finds it.
@@ -25,6 +26,7 @@ import copy
 import json
 import re
 import shutil
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,13 +38,13 @@ from autograder.layout import CoursePaths
 from autograder.pipeline.week_info import read_week_info
 from autograder.workflow.exchange import check_result
 from autograder.workflow.late import late_penalty
+from autograder.workflow.offline_math import render_math
 from autograder.workflow.nbconfig import instructor_config, submitted_folder
 from autograder.workflow.settings import WorkflowError, WorkflowSettings
 
 SUBMISSION_FILES = ("timestamp.txt", "submission_secret.txt")
 OUTPUT_LIMIT = 2000  # characters of one failure message shown under a part
-WRAP_CSS = ("<style>.jp-OutputArea-output pre, .output_area pre "
-            "{ white-space: pre-wrap; overflow-wrap: anywhere; }</style>")
+WRAP_WIDTH = 100  # the page's text boxes do not wrap (its CSS is nbgrader's, and raw HTML is sanitised)
 
 
 @dataclass(frozen=True)
@@ -119,6 +121,7 @@ def write_feedback_notebook(root: Path, week_id: str, title: str, student: str, 
     _trust_only_released_metadata(notebook, nbformat.read(released, as_version=4))
     notebook = _restore_locked_cells(notebook, week_id, info["notebook"], student, config)
     _annotate(notebook, results, info.get("parts", []), title, problem, score)
+    render_math(notebook)
     path = target / info["notebook"]
     nbformat.write(notebook, path)
     for name in SUBMISSION_FILES:
@@ -198,7 +201,7 @@ def _summary_cells(results: dict, title: str, unplaced: list[dict], problem: str
              f"{passed} of {len(tests)} hidden tests passed, worth {score.tests:g} points{written}.", "",
              "Each part's tests are listed under its self-check cell below, with what went wrong where "
              "a test failed. The tests themselves stay hidden."]
-    cells = [_wrapping_style(), nbformat.v4.new_markdown_cell("\n".join(lines))]
+    cells = [nbformat.v4.new_markdown_cell("\n".join(lines))]
     details = [text for text in (problem, results.get("output", "").strip(),
                                  _part_text("", unplaced) if unplaced else "") if text]
     if details:  # in a text output, so nothing a submission printed is ever rendered as HTML
@@ -206,14 +209,6 @@ def _summary_cells(results: dict, title: str, unplaced: list[dict], problem: str
         cell.outputs = [_stream("\n\n".join(details))]
         cells.append(cell)
     return cells
-
-
-def _wrapping_style():
-    """Long failure lines wrap inside their box instead of running out of it (the page's own
-    CSS, in a raw cell the HTML export copies as it is)."""
-    cell = nbformat.v4.new_raw_cell(WRAP_CSS)
-    cell.metadata["format"] = "text/html"
-    return cell
 
 
 def _part_text(part: str, tests: list[dict]) -> str:
@@ -239,4 +234,10 @@ def _part_text(part: str, tests: list[dict]) -> str:
 
 
 def _stream(text: str):
-    return nbformat.v4.new_output("stream", name="stdout", text=text + "\n")
+    """A text output whose long lines are wrapped, each continuation indented like its line."""
+    lines = []
+    for line in text.splitlines():
+        indent = " " * (len(line) - len(line.lstrip()) + 2)
+        lines += textwrap.wrap(line, WRAP_WIDTH, subsequent_indent=indent, break_long_words=True,
+                               break_on_hyphens=False, drop_whitespace=False) or [""]
+    return nbformat.v4.new_output("stream", name="stdout", text="\n".join(lines) + "\n")
