@@ -10,6 +10,7 @@ report, `nbgrader export` and the feedback page all say the same score.
 from __future__ import annotations
 
 import csv
+import os
 import html
 import json
 import re
@@ -136,3 +137,83 @@ def test_nbgraders_own_commands_see_the_course(released):
     assert not (root / "gradebook.db").exists(), "nbgrader used the course's gradebook, not a stray one"
     assert (root / "build" / "source" / WEEK / "m1w01_toy.ipynb").is_file(), "formgrader lists source/ folders"
     assert "course.yaml" in (root / "nbgrader_config.py").read_text()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _browse(url: str) -> str:
+    """The page as a real browser shows it once its scripts have run: Debian's chromium, headless."""
+    done = subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                           "--virtual-time-budget=15000", "--dump-dom", url], capture_output=True, text=True,
+                          timeout=120)
+    return done.stdout
+
+
+@pytest.mark.slow
+def test_formgrader_in_a_real_server_shows_the_course(released):
+    """JupyterLab's server with nbgrader's formgrader, started in the course folder with no flags
+    but its own port and token, looked at through headless chromium: the week is listed, bob's
+    submission too, with the autograder's part score; a written answer graded by hand through
+    formgrader's API is in the gradebook's one score."""
+    import shutil as shutil_
+    import time
+    import urllib.request
+
+    if shutil_.which("chromium") is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI must run the formgrader test, but chromium is missing (does .ci/run install it?)")
+        pytest.skip("Debian's chromium is not installed")
+    course, root = released
+    autograde_week(course, root, WEEK, settings_from_course(course), students=[STUDENT])
+    # on loopback and without a token: the browser's page scripts call formgrader's API with no login cookie
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "-m", "jupyter", "server", "--no-browser", "--allow-root",
+                               f"--port={port}", "--IdentityProvider.token=", "--ServerApp.ip=127.0.0.1",
+                               "--ServerApp.disable_check_xsrf=True"],
+                              cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+
+    def api(path: str, data: dict | None = None, method: str = "GET"):
+        request = urllib.request.Request(f"{base}{path}", method=method, data=json.dumps(data).encode() if data
+                                         else None)
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return json.loads(response.read() or b"null")
+
+    try:
+        for _ in range(120):
+            try:
+                api("/api/status")
+                break
+            except OSError:
+                time.sleep(0.5)
+        assignments = _browse(f"{base}/formgrader/manage_assignments")
+        assert "Loading, please wait" not in assignments and re.search(r">\s*m1w01\s*<", assignments), \
+            "formgrader lists the released week"
+        submissions = _browse(f"{base}/formgrader/manage_submissions/{WEEK}")
+        assert "Loading, please wait" not in submissions and re.search(rf">\s*{STUDENT}\s*<", submissions), \
+            "formgrader lists bob's submission"
+        from nbgrader.api import Gradebook
+
+        with Gradebook(gradebook_url(root), course_id=course.workflow.course_id) as gb:
+            notebook_id = gb.find_submission_notebook("m1w01_toy", WEEK, STUDENT).id
+        grades = {g["name"]: g for g in api(f"/formgrader/api/grades?submission_id={notebook_id}")}
+        assert grades["part-softmax"]["auto_score"] == pytest.approx(80.0), "the part's score, out of its 80"
+        assert grades["written-1"]["needs_manual_grade"]
+        gradebook = _browse(f"{base}/formgrader/gradebook/{WEEK}/m1w01_toy")
+        assert "Loading, please wait" not in gradebook and re.search(rf">\s*{STUDENT}\s*<", gradebook), gradebook[-2000:]
+        assert re.search(r">\s*80(\.0+)?\s*/\s*100(\.0+)?\s*<", gradebook), \
+            ("formgrader's gradebook shows the autograded points, out of the week's", gradebook[-2000:])
+        api(f"/formgrader/api/grade/{grades['written-1']['id']}", {"manual_score": 15.0}, method="PUT")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    from autograder.gradebook.store import recorded_score
+
+    score = recorded_score(gradebook_url(root), course.workflow.course_id, WEEK, STUDENT)
+    assert (score.manual, score.pending, score.final) == (15.0, 0.0, 75.0), "graded by hand in formgrader"

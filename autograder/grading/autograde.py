@@ -56,6 +56,8 @@ def autograde_week(course: Course, root: Path, week_id: str, settings: WorkflowS
         results = {name: result for batch in graded for name, result in batch.items()}
     info = read_week_info(CoursePaths(Path(root)).release(week_id))
     problem = _record(root, week_id, settings, collected, results, info)
+    if problem is None:
+        _keep_for_formgrader(root, week_id, settings, collected, info)
     done = [_write(course, root, week_id, c, results[c.student], settings, info, recorded=problem is None)
             for c in collected]
     if problem:
@@ -82,6 +84,18 @@ def _record(root: Path, week_id: str, settings: WorkflowSettings, collected: lis
             return (f"results are in .course-work/autograded, but the gradebook cannot take them: {exc}; "
                     f"release {week_id} with `course release` first")
     return None
+
+
+def _keep_for_formgrader(root: Path, week_id: str, settings: WorkflowSettings, collected: list[Collected],
+                         info: dict) -> None:
+    """Each submitted notebook where formgrader looks for it, so that its written answers can be
+    graded by hand there (formgrader lists a submission only once its autograded notebook exists)."""
+    from autograder.workflow.feedback import write_graded_notebook
+    from autograder.workflow.nbconfig import instructor_config
+
+    config = instructor_config(Path(root).resolve(), settings)
+    for item in collected:
+        write_graded_notebook(Path(root).resolve(), week_id, item.student, info, config)
 
 
 def _batches(collected: list[Collected], jobs: int) -> list[list[Collected]]:

@@ -113,19 +113,40 @@ def _autograded_students(root: Path, week_id: str) -> list[str]:
 def write_feedback_notebook(root: Path, week_id: str, title: str, student: str, info: dict, config,
                             score: WeekScore) -> Path:
     """The notebook nbgrader's generate_feedback renders, in `.course-work/autograded/`."""
-    submitted = submitted_folder(root) / student / week_id
     target = CoursePaths(Path(root)).work("autograded") / student / week_id
     results = json.loads((target / "results.json").read_text())
+    notebook, problem = graded_notebook(root, week_id, student, info, config)
+    _annotate(notebook, results, info.get("parts", []), title, problem, score)
+    render_math(notebook)
+    return _write_graded(root, week_id, student, info, notebook)
+
+
+def write_graded_notebook(root: Path, week_id: str, student: str, info: dict, config) -> Path:
+    """The submitted notebook as formgrader shows it for grading by hand (written answers), in
+    `.course-work/autograded/`: nbgrader's roles from the release, locked cells restored."""
+    notebook, _ = graded_notebook(root, week_id, student, info, config)
+    return _write_graded(root, week_id, student, info, notebook)
+
+
+def graded_notebook(root: Path, week_id: str, student: str, info: dict, config):
+    """The student's notebook with the released notebook's nbgrader roles and locked cells (or
+    the released notebook, with the reason, when theirs cannot be read)."""
+    submitted = submitted_folder(root) / student / week_id
     released = CoursePaths(Path(root)).release(week_id) / info["notebook"]
     notebook, problem = _base_notebook(submitted, released)
     _trust_only_released_metadata(notebook, nbformat.read(released, as_version=4))
-    notebook = _restore_locked_cells(notebook, week_id, info["notebook"], student, config)
-    _annotate(notebook, results, info.get("parts", []), title, problem, score)
-    render_math(notebook)
+    return _restore_locked_cells(notebook, week_id, info["notebook"], student, config), problem
+
+
+def _write_graded(root: Path, week_id: str, student: str, info: dict, notebook) -> Path:
+    submitted = submitted_folder(root) / student / week_id
+    target = CoursePaths(Path(root)).work("autograded") / student / week_id
+    target.mkdir(parents=True, exist_ok=True)
     path = target / info["notebook"]
     nbformat.write(notebook, path)
     for name in SUBMISSION_FILES:
-        shutil.copy2(submitted / name, target / name)
+        if (submitted / name).is_file():
+            shutil.copy2(submitted / name, target / name)
     return path
 
 
