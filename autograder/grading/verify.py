@@ -50,7 +50,7 @@ PUBLIC_SHARE = 0.5  # the share of a week's mutants its public tests must catch
 class Verification:
     week: str
     problems: list[str] = field(default_factory=list)
-    rows: list[tuple[str, str, str, str]] = field(default_factory=list)  # (variant, score, verdict, self-check)
+    rows: list[tuple[str, ...]] = field(default_factory=list)  # (variant, score, verdict, self-check)
     seconds: float = 0.0      # the week's own tests (every variant), without the run's shared start-up
     key_seconds: float = 0.0  # the answer key's tests over the wire: what grading one submission costs
     catches: dict[str, list[str]] = field(default_factory=dict)
