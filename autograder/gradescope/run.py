@@ -15,11 +15,10 @@ from pathlib import Path
 from autograder.config import load_course
 from autograder.grading.report import write_json_atomically
 from autograder.grading.run import Batch, GradeResult, Submitted, grade_batches
-from autograder.grading.score import score_from_tests, tests_share
 from autograder.gradescope.results import gradescope_results
 from autograder.layout import COURSE_FILE, CoursePaths
 from autograder.pipeline.week_info import read_week_info
-from autograder.workflow.late import apply_late_policy, late_penalty
+from autograder.workflow.late import apply_late_policy, late_score
 from autograder.workflow.settings import settings_from_course
 
 BUNDLE_INFO = "gradescope.json"  # in the bundle's root: which week it grades
@@ -44,10 +43,8 @@ def grade_submission(source: Path, submission_dir: Path, metadata: Path | None) 
         hidden, public = results[(week.id, HIDDEN)], results.get((week.id, PUBLIC))
     late_by, when = lateness(metadata)
     settings = settings_from_course(course)
-    tests = tests_share(hidden.earned, hidden.possible, written, week.points)
-    score = score_from_tests(hidden.earned, hidden.possible, written, week.points,
-                             late_penalty(tests, week.points, late_by, settings))
-    note = when + " " + apply_late_policy(tests, week.points, late_by, settings)[1]
+    score = late_score(hidden.earned, hidden.possible, written, week.points, late_by, settings)
+    note = when + " " + apply_late_policy(score.tests, week.points, late_by, settings)[1]
     return gradescope_results(hidden, public, score, info.get("parts", []), course.gradescope, note.strip())
 
 

@@ -21,8 +21,8 @@ from autograder.grading.run import GradeResult, Submitted, grade
 from autograder.layout import CoursePaths
 from autograder.pipeline.week_info import read_week_info
 from autograder.workflow.collect import Collected, read_collected
-from autograder.grading.score import WeekScore, score_from_tests, tests_share
-from autograder.workflow.late import apply_late_policy, late_penalty
+from autograder.grading.score import WeekScore
+from autograder.workflow.late import apply_late_policy, late_penalty, late_score
 from autograder.workflow.settings import WorkflowError, WorkflowSettings
 
 
@@ -113,9 +113,7 @@ def _write(course: Course, root: Path, week_id: str, item: Collected, result: Gr
     written = float(info.get("written", {}).get("points", 0.0))
     score = recorded and recorded_score(gradebook_url(Path(root)), settings.course_id, week_id, item.student)
     if not score:
-        tests = tests_share(result.earned, result.possible, written, week.points)
-        score = score_from_tests(result.earned, result.possible, written, week.points,
-                                 late_penalty(tests, week.points, item.late_by, settings))
+        score = late_score(result.earned, result.possible, written, week.points, item.late_by, settings)
     note = apply_late_policy(score.raw, week.points, item.late_by, settings)[1]
     data = results_json(result, score)
     data["extra_data"].update({"late_by_seconds": item.late_by.total_seconds(), "late_policy": note,

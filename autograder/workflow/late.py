@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 
+from autograder.grading.score import WeekScore, score_from_tests, tests_share
 from autograder.workflow.settings import WorkflowSettings
 from autograder.gradebook.durations import describe_duration
 
@@ -41,3 +42,12 @@ def apply_late_policy(score: float, max_score: float, late_by: dt.timedelta,
 def late_penalty(score: float, max_score: float, late_by: dt.timedelta, settings: WorkflowSettings) -> float:
     """The points the late policy takes off `score`."""
     return score - apply_late_policy(score, max_score, late_by, settings)[0]
+
+
+def late_score(earned: float, possible: float, written_points: float, week_points: float, late_by: dt.timedelta,
+               settings: WorkflowSettings) -> WeekScore:
+    """The week's score before any manual grade (written answers pending), the late policy applied to
+    the hidden tests' share of `earned` of `possible` points."""
+    tests = tests_share(earned, possible, written_points, week_points)
+    return score_from_tests(earned, possible, written_points, week_points,
+                            late_penalty(tests, week_points, late_by, settings))

@@ -15,16 +15,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from autograder.kit import assert_close, assert_shape
+from autograder.kit.seeding import generator
 
 pytestmark = [pytest.mark.visibility("visible")]
 
 
 def randn(*shape, seed, dtype=torch.float32):
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
-
-
-def generator(seed):
-    return torch.Generator().manual_seed(seed)
 
 
 def noise_for(batch, L, seed):
