@@ -1,7 +1,7 @@
 """What a week's release was built from, and what it holds: two digests in its week.json, so
 that `course build --check` tells a stale or hand-edited release without rebuilding it.
 
-The inputs are everything the build reads: the reference and the given code, the public tests,
+The inputs are everything the build reads: the reference and the given code it uses, the public tests,
 the size of the hidden suite, the week's entry in course.yaml and the course settings the
 notebook quotes, the build's own code and templates, and the versions of nbgrader, jupytext and
 nbformat. The outputs are the released files, week.json aside. `course build --check --rebuild`
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from importlib.metadata import version
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from autograder.layout import CoursePaths
 from autograder.pipeline.week_info import WEEK_INFO, read_week_info, write_week_info
 
 PIPELINE = Path(__file__).resolve().parent
+GIVEN_CELL = re.compile(r'given="(\w+)"')  # a reference's cells filled from reference/given/<name>.py
 
 
 def inputs_digest(course: Course, week: Week, root: Path, hidden_size: dict) -> str:
@@ -30,9 +32,11 @@ def inputs_digest(course: Course, week: Week, root: Path, hidden_size: dict) -> 
     def add(label: str, data: bytes) -> None:
         digest.update(label.encode() + b"\0" + hashlib.sha256(data).digest())
 
-    add("reference", (Path(root) / week.reference).read_bytes())
-    for path in sorted(paths.reference.glob("given/*.py")):
-        add(f"given/{path.name}", path.read_bytes())
+    reference = (Path(root) / week.reference).read_bytes()
+    add("reference", reference)
+    for name in sorted(set(GIVEN_CELL.findall(reference.decode()))):
+        path = paths.reference / "given" / f"{name}.py"
+        add(f"given/{name}.py", path.read_bytes() if path.is_file() else b"")
     for path in sorted(paths.suite(week.id, "public").glob("*.py")):
         add(f"public/{path.name}", path.read_bytes())
     add("hidden", json.dumps(hidden_size, sort_keys=True).encode())
