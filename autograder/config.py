@@ -6,7 +6,7 @@ import datetime as dt
 import re
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -179,7 +179,8 @@ def load_course(path: Path) -> Course:
 
 def _key_path(loc: tuple, data: dict) -> str:
     """weeks.3.title -> weeks[m1w04].title, so the key is easy to find in the file."""
-    parts, node = [], data
+    parts: list[str] = []
+    node: Any = data
     for part in loc:
         if isinstance(part, int) and isinstance(node, list):
             item = node[part] if part < len(node) else None

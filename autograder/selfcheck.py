@@ -67,7 +67,8 @@ def check(week: str, part: str | None = None, namespace: dict | types.ModuleType
     """Run `week`'s public tests (or one part's) against the caller's definitions and print the
     report; with `quiet`, return it instead (so a notebook cell shows it once)."""
     if namespace is None:
-        namespace = inspect.currentframe().f_back.f_globals
+        caller = inspect.currentframe()
+        namespace = caller.f_back.f_globals if caller is not None and caller.f_back is not None else {}
     folder = Path(tests_dir) if tests_dir else find_public_tests(week)
     report = run_public_tests(week, namespace, folder, part)
     if quiet:

@@ -36,8 +36,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
             stamp = demo.hand_in(student, week.id, target / "students", settings)
             console.print(f"  {student.id} submits {student.work} ({stamp})")
     with steps("the instructor collects the submissions", f"course collect {week.id}"):
-        for item in collect_week(course, root, week.id, settings):
-            console.print(f"  {item.student}: {item.notebook.relative_to(root)}")
+        for collected in collect_week(course, root, week.id, settings):
+            console.print(f"  {collected.student}: {collected.notebook.relative_to(root)}")
     with steps("the autograder grades them in sandboxed workers", f"course autograde {week.id}"):
         jobs = min(2, os.cpu_count() or 1)
         instructor.autograde_with_progress(course, root, week.id, settings, None, jobs, args.sandbox)
@@ -46,7 +46,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
             console.print(f"  {item.student}: {item.html}")
     with steps("the instructor reads the gradebook", "course gradebook --html report.html"):
         report = instructor.print_gradebook(course, root, None, target / "report.html")
-    console.print(styled((f"\nDone in {steps.total:.0f} s.", "bold"), f" Open the report: {report.as_uri()}\n"
+    where = f" Open the report: {report.as_uri()}" if report is not None else ""
+    console.print(styled((f"\nDone in {steps.total:.0f} s.", "bold"), f"{where}\n"
                          f"Go on with the same commands on the demo course: "
                          f"course --course {root / 'course.yaml'} gradebook"))
     return 0

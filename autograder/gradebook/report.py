@@ -17,6 +17,7 @@ from pathlib import Path
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from nbgrader.api import Gradebook
 
 from autograder.gradebook.durations import describe_duration
@@ -80,7 +81,9 @@ def _collect(db_url: str, course_id: str, now: datetime) -> dict:
     with Gradebook(db_url, course_id=course_id) as gb:
         students = {s.id: display_name(s.first_name, s.last_name, s.id) for s in gb.students}
         assignments = []
-        late, missing, waiting = [], [], []
+        late: list[dict] = []
+        missing: list[dict] = []
+        waiting: list[dict] = []
         n_submissions = 0
         for assignment in sorted(gb.assignments, key=lambda a: a.name):
             submitted = {}
@@ -155,7 +158,7 @@ def _histogram(scores: list[float], max_score: float, title: str) -> str:
     ax.set_xlabel(f"score (out of {max_score:g})")
     ax.set_ylabel("students")
     ax.set_title(f"{title}: {len(scores)} submissions", fontsize=10)
-    ax.yaxis.get_major_locator().set_params(integer=True)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(frameon=False, fontsize=8)
     fig.tight_layout()
     buffer = io.BytesIO()

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import textwrap
+from typing import Any
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,6 +69,7 @@ class Mutant:
         replacement = textwrap.dedent(replacement).strip("\n")
         lines = source.split("\n")
         block = find.split("\n")
+        hits: list[tuple[int, Any]]  # (line, column) of a one-line `find`; (line, indent) of a block
         if len(block) == 1:
             hits = [(i, line.index(find)) for i, line in enumerate(lines) if find in line]
             count = sum(line.count(find) for line in lines)

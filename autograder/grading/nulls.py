@@ -80,7 +80,7 @@ def null_variants(cells: list[tuple[str, str | None]]) -> list[NullVariant]:
             for part, targets in student_targets(cells).items() for kind in NULL_KINDS]
 
 
-def _has_solution(node: ast.AST, lines: list[str]) -> bool:
+def _has_solution(node: ast.stmt, lines: list[str]) -> bool:
     return any(SOLUTION_MARK in line for line in lines[node.lineno - 1:node.end_lineno])
 
 

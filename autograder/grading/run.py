@@ -8,6 +8,7 @@ its zero here, with the reason, and never reaches pytest.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import resource
@@ -133,7 +134,7 @@ def grade_batches(course: Course, root: Path, batches: list[Batch], suite: str =
                     prepared.append(entry)
                 elif on_progress is not None:
                     on_progress(item.name, 0.0, 0.0)
-            trusted = []
+            trusted: list[dict] = []
             for item in batch.in_process:
                 results[(week.id, item.name)] = GradeResult(item.name, week.id, sandbox="in-process")
                 trusted.append({"name": item.name, "module_path": str(item.path), "only": item.only,
@@ -340,7 +341,7 @@ def grade_in_process(course: Course, root: Path, week_id: str, submissions: list
         namespace: dict = {"__name__": "submission"}
         exec(compile(source, str(item.path), "exec"), namespace)
         parts = forbidden_parts(source, week.forbidden, week.id)
-        entries.append(SubmissionEntry(item.name, lambda ns=namespace, p=parts: InProcessSubmission(ns, p),
+        entries.append(SubmissionEntry(item.name, functools.partial(InProcessSubmission, namespace, parts),
                                        only=item.only))
     plugin = SubmissionPlugin(entries, test_timeout_s=course.grading.test_timeout_s)
     suite_dir = CoursePaths(root).assignment(week_id) / suite

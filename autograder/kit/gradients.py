@@ -12,7 +12,7 @@ from autograder.kit.tolerances import F64_VS_TRUSTED, Tolerance
 
 
 def trusted_grads(module: nn.Module, x: torch.Tensor, cotangent: torch.Tensor, **kwargs: Any
-                  ) -> tuple[torch.Tensor, dict[str, torch.Tensor | None]]:
+                  ) -> tuple[torch.Tensor | None, dict[str, torch.Tensor | None]]:
     """Gradients of sum(module(x) * cotangent) with respect to x and every parameter."""
     module.zero_grad()
     xt = x.detach().clone().requires_grad_(True)

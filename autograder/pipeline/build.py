@@ -25,6 +25,7 @@ import re
 import shutil
 import sys
 import tempfile
+from typing import Any
 from pathlib import Path
 
 import jupytext
@@ -103,7 +104,7 @@ def _nbgrader_metadata(cell: nbformat.NotebookNode, week: str, index: int, used:
     if grade_id in used:
         grade_id = f"{grade_id}-{index:03d}"
     used.add(grade_id)
-    meta = {"grade": False, "locked": not is_solution, "solution": is_solution, "schema_version": 3}
+    meta: dict[str, Any] = {"grade": False, "locked": not is_solution, "solution": is_solution, "schema_version": 3}
     meta.update(given)
     meta["grade_id"] = grade_id
     return meta
@@ -216,7 +217,7 @@ def hidden_suite_size(folder: Path, parts: list[str] | None = None) -> dict:
         part = part_of(node.name, list(per_part))
         if part is not None:
             per_part[part] += cases * _points_marker(node)
-    size = {"tests": tests, "points": points}
+    size: dict[str, Any] = {"tests": tests, "points": points}
     if parts is not None:
         size["parts"] = per_part
     return size
@@ -260,7 +261,8 @@ def _parametrized_cases(node: ast.FunctionDef, literals: dict[str, ast.expr]) ->
 def _points_marker(node: ast.FunctionDef) -> float:
     for deco in node.decorator_list:
         if (isinstance(deco, ast.Call) and isinstance(deco.func, ast.Attribute) and deco.func.attr == "points"
-                and deco.args and isinstance(deco.args[0], ast.Constant)):
+                and deco.args and isinstance(deco.args[0], ast.Constant)
+                and isinstance(deco.args[0].value, (int, float))):
             return float(deco.args[0].value)
     return 1.0
 

@@ -32,6 +32,8 @@ def inputs_digest(course: Course, week: Week, root: Path, hidden_size: dict) -> 
     def add(label: str, data: bytes) -> None:
         digest.update(label.encode() + b"\0" + hashlib.sha256(data).digest())
 
+    if week.reference is None:
+        raise ValueError(f"{week.id} has no reference to build from")
     reference = (Path(root) / week.reference).read_bytes()
     add("reference", reference)
     for name in sorted(set(GIVEN_CELL.findall(reference.decode()))):

@@ -42,19 +42,20 @@ def given_code(root: Path, week: Week, name: str) -> str:
         raise RenderError(f"reference of {week.id}: a cell is given={name!r}, but {path} does not exist")
     source = path.read_text()
     tree = ast.parse(source)
-    solution_of = next((n.value.value for n in tree.body if isinstance(n, ast.Assign)
+    solution_of = next((str(n.value.value) for n in tree.body if isinstance(n, ast.Assign)
+                        and isinstance(n.value, ast.Constant)
                         and any(getattr(t, "id", "") == "SOLUTION_OF" for t in n.targets)), None)
     if solution_of is not None and solution_of not in week.gives:
         raise RenderError(f"reference of {week.id} gives {path.name}, which is {solution_of}'s solution: add "
                           f"{solution_of} to course.yaml weeks[{week.id}].gives, so that the week is not released "
                           f"before {solution_of}'s late window closes")
     lines = source.splitlines()
-    skip = set()
+    skip: set[int] = set()
     for node in tree.body:
         is_docstring = node is tree.body[0] and isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
         is_marker = isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "SOLUTION_OF" for t in node.targets)
         if is_docstring or is_marker:
-            skip.update(range(node.lineno - 1, node.end_lineno))
+            skip.update(range(node.lineno - 1, node.end_lineno or node.lineno))
     body = "\n".join(line for i, line in enumerate(lines) if i not in skip).strip("\n")
     who = f"{solution_of}'s solution" if solution_of else "given code"
     return f"# Given ({who}): read it, run it, do not change it.\n{body}\n"

@@ -67,7 +67,7 @@ def _set_reference(course_file: Path, week_id: str, reference: str) -> None:
     start = next((i for i, line in enumerate(lines) if re.match(rf"\s*- id: ['\"]?{week_id}['\"]?\s*$", line)), None)
     if start is None:
         raise ScaffoldError(f"{course_file}: cannot find the line `- id: {week_id}` to add its reference")
-    indent = re.match(r"\s*", lines[start]).group(0) + "  "
+    indent = lines[start][: len(lines[start]) - len(lines[start].lstrip())] + "  "
     end = start + 1
     while end < len(lines) and lines[end].startswith(indent) and lines[end].strip():
         end += 1

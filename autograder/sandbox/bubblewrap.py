@@ -113,8 +113,8 @@ class LocalZygote(WorkerHost):
         for etc in ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "passwd", "group", "nsswitch.conf",
                     "localtime", "hosts"):
             args += ["--ro-bind-try", f"/etc/{etc}", f"/etc/{etc}"]
-        for path in _python_paths():
-            args += _parent_dirs(path) + ["--ro-bind", path, path]
+        for folder in _python_paths():
+            args += _parent_dirs(folder) + ["--ro-bind", folder, folder]
         for package in spec.hidden_packages:  # the week forbids it: it is not there to be imported
             for place in package_locations(package):
                 args += ["--tmpfs", str(place)] if place.is_dir() else ["--ro-bind", "/dev/null", str(place)]

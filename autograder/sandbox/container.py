@@ -26,6 +26,7 @@ import struct
 import tempfile
 import threading
 from pathlib import Path
+from typing import Any
 
 import autograder
 from autograder.sandbox.host import WorkerHost
@@ -151,7 +152,7 @@ class ContainerZygote(WorkerHost):
         os.chmod(self._wire / "control.sock", 0o777)  # the container's nobody connects
         self._sock: socket.socket | None = None
         self._accepted = threading.Event()
-        self.container = None
+        self.container: Any = None  # a docker SDK Container, once created
         self.boot_output = _ContainerLog(self)
         engine = client()
         devices, self.device = gpu_request(spec.gpu, spec.gpu_index)
@@ -202,7 +203,7 @@ class ContainerZygote(WorkerHost):
             return False
 
     @property
-    def sock(self) -> socket.socket:
+    def sock(self) -> socket.socket:  # type: ignore[override]  # the base's attribute, known once the container connects
         self._accepted.wait(300)
         if self._sock is None:
             raise EOFError("the worker's container did not connect")

@@ -6,7 +6,7 @@ when the callable is a module or one of its methods, for the module's parameters
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -23,6 +23,7 @@ def vector_jacobian_product(fn: Callable[..., Any], args: list, kwargs: dict, co
         raise ValueError(f"expected {len(cotangents)} tensor outputs, got {len(outputs)}")
     pairs = [(o, c.to(o.dtype)) for o, c in zip(outputs, cotangents) if o.requires_grad]
     inputs = [a for a in args if is_float_tensor(a)] + list(params.values())
+    grads: Sequence[torch.Tensor | None]
     if pairs and inputs:
         grads = torch.autograd.grad([o for o, _ in pairs], inputs, [c for _, c in pairs], allow_unused=True)
     else:

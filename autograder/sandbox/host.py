@@ -12,6 +12,7 @@ import os
 import socket
 import threading
 from abc import ABC, abstractmethod
+from typing import Protocol
 
 from autograder.sandbox.spec import WorkerSpec
 
@@ -57,6 +58,14 @@ class OutputTail:
             pass
 
 
+class BootOutput(Protocol):
+    """What a zygote printed while it booted: an `OutputTail`, or a container's log."""
+
+    def text(self) -> str: ...
+
+    def close(self, wait: float = 0.0) -> None: ...
+
+
 class WorkerHost(ABC):
     """A booted or booting zygote, seen from the trusted side. Subclasses set `spec` (the recipe
     it was started from: its sandbox hides that spec's packages), `sandbox` (its name), `sock`
@@ -67,7 +76,7 @@ class WorkerHost(ABC):
     sandbox: str
     booted: bool = False
     reusable: bool = False
-    boot_output: "OutputTail"
+    boot_output: "BootOutput"
     sock: socket.socket
 
     @abstractmethod

@@ -14,7 +14,7 @@ import json
 import math
 import socket
 import struct
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 import numpy as np
 import torch
@@ -211,6 +211,12 @@ def _decode_tensor(obj: dict, blobs: list[bytes]) -> torch.Tensor | np.ndarray:
     return t.numpy() if obj.get("numpy") and dtype != torch.bfloat16 else t
 
 
+class Readable(Protocol):
+    """What `receive` reads from: a socket, or a wrapper that adds a deadline."""
+
+    def recv_into(self, buffer: memoryview, nbytes: int) -> int: ...
+
+
 def send(sock: socket.socket, message: Any, blobs: list[bytes]) -> None:
     header = json.dumps({"msg": message, "blobs": [len(b) for b in blobs]}).encode()
     total = 4 + len(header) + sum(len(b) for b in blobs)
@@ -220,7 +226,7 @@ def send(sock: socket.socket, message: Any, blobs: list[bytes]) -> None:
             sock.sendall(blob)
 
 
-def receive(sock: socket.socket, max_bytes: int = MAX_FRAME_BYTES) -> tuple[Any, list[bytes]]:
+def receive(sock: Readable, max_bytes: int = MAX_FRAME_BYTES) -> tuple[Any, list[bytes]]:
     """Read one frame; raises EOFError when the other side closed the connection."""
     total, header_len = struct.unpack(">QI", _read_exact(sock, 12))
     if total > max_bytes:
@@ -240,7 +246,7 @@ def receive(sock: socket.socket, max_bytes: int = MAX_FRAME_BYTES) -> tuple[Any,
     return header.get("msg"), blobs
 
 
-def _read_exact(sock: socket.socket, n: int) -> bytes:
+def _read_exact(sock: Readable, n: int) -> bytes:
     buf = bytearray(n)
     view = memoryview(buf)
     got = 0

@@ -15,6 +15,7 @@ a convenience that turns honest mistakes into clear errors early, not the bounda
 from __future__ import annotations
 
 import ast
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 from autograder.submission.locate import describe_line
@@ -121,8 +122,10 @@ def _aliases(tree: ast.AST) -> dict[str, str]:
         for node in ast.walk(tree):
             if isinstance(node, (ast.Assign, ast.AnnAssign, ast.NamedExpr)) and node.value is not None:
                 dotted = dotted_name(node.value, aliases)
-                root = dotted.split(".")[0] if dotted else None
-                if root and root in {a.split(".")[0] for a in aliases.values()}:
+                if not dotted:
+                    continue
+                root = dotted.split(".")[0]
+                if root in {a.split(".")[0] for a in aliases.values()}:
                     targets = node.targets if isinstance(node, ast.Assign) else [node.target]
                     for target in targets:
                         if isinstance(target, ast.Name) and target.id != root:
@@ -143,7 +146,8 @@ def _own_names(tree: ast.AST) -> set[str]:
     return own
 
 
-def _match(node: ast.AST, aliases: dict[str, str], forbidden: list[str], own: set[str] = frozenset()) -> str | None:
+def _match(node: ast.AST, aliases: dict[str, str], forbidden: list[str],
+           own: AbstractSet[str] = frozenset()) -> str | None:
     candidates: list[str] = []
     if isinstance(node, (ast.Attribute, ast.Name)):
         dotted = dotted_name(node, aliases)
@@ -169,7 +173,7 @@ def _match(node: ast.AST, aliases: dict[str, str], forbidden: list[str], own: se
     return None
 
 
-def _leaf_hit(node: ast.AST, forbidden: list[str], own: set[str], aliases: dict[str, str]) -> str | None:
+def _leaf_hit(node: ast.AST, forbidden: list[str], own: AbstractSet[str], aliases: dict[str, str]) -> str | None:
     """A forbidden function's or class's own name, read or written on anything (torch re-exports
     it in several places, and an object can hold any module), unless the student's code defines
     something of that name itself (then a use on a chain from torch is still found by `_same_api`;

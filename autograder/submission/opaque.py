@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ast
 from dataclasses import dataclass
+from typing import TypeVar
 
 MODULE_LEVEL = "<module>"
 
@@ -166,7 +167,10 @@ def dotted_name(node: ast.AST, aliases: dict[str, str]) -> str | None:
     return ".".join(reversed(parts))
 
 
-def link_parents(tree: ast.AST) -> ast.AST:
+Tree = TypeVar("Tree", bound=ast.AST)
+
+
+def link_parents(tree: Tree) -> Tree:
     for parent in ast.walk(tree):
         for child in ast.iter_child_nodes(parent):
             child._parent = parent  # type: ignore[attr-defined]

@@ -13,6 +13,7 @@ pass a `SubmissionPlugin` instance to `pytest.main`.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -81,9 +82,9 @@ class SubmissionEntry:
         """The node ids of the collected tests this submission runs."""
         mine = [item for item in items if _submission_of(item) == name
                 and _marker_arg(item, "kind", "value") not in self.skip_kinds
-                and (self.test_filter is None or self.test_filter(item.originalname))]
+                and (self.test_filter is None or self.test_filter(_test_name(item)))]
         if self.only is not None:
-            mine = [item for item in mine if any(fnmatch.fnmatch(item.originalname, p) for p in self.only)]
+            mine = [item for item in mine if any(fnmatch.fnmatch(_test_name(item), p) for p in self.only)]
         return {item.nodeid for item in mine}
 
 
@@ -129,7 +130,7 @@ class SubmissionPlugin:
             entry = self.entries.get(_submission_of(item))
             if entry is None or not entry.only:
                 return order.get(_submission_of(item), -1), 0, 0
-            listed = next(i for i, p in enumerate(entry.only) if fnmatch.fnmatch(item.originalname, p))
+            listed = next(i for i, p in enumerate(entry.only) if fnmatch.fnmatch(_test_name(item), p))
             return order[entry.name], _kind_rank(item), listed  # cheapest kind, then as `only` lists them
 
         keep.sort(key=position)
@@ -199,7 +200,7 @@ class SubmissionPlugin:
         limit = _marker_arg(item, "timeout", self.test_timeout_s)
         started = time.monotonic()
         client = entry.client if entry is not None else None
-        if client is not None:
+        if entry is not None and client is not None:
             client.deadline = started + limit
             client.timeout_reason = f"this test's time limit of {limit:.0f} s"
             if entry.budget_s is not None:
@@ -218,14 +219,14 @@ class SubmissionPlugin:
         if report.skipped:
             return
         message = "" if report.passed else cut(describe_failure(call.excinfo), MESSAGE_CHARS)
-        entry = self.entries.get(_submission_of(item) or "")
+        entry = self.entries.get(_submission_of(item))
         if message and entry is not None and entry.source:
             message = in_notebook_terms(message, entry.source)
         doc = (getattr(item, "function", None).__doc__ or "").strip().splitlines()
-        name = item.originalname + _extra_params(item)
+        name = _test_name(item) + _extra_params(item)
         self.outcomes.append(TestOutcome(
-            submission=_submission_of(item) or "", name=name,
-            description=doc[0] if doc else item.originalname.replace("_", " "),
+            submission=_submission_of(item), name=name,
+            description=doc[0] if doc else _test_name(item).replace("_", " "),
             points=float(_marker_arg(item, "points", 1.0)), kind=str(_marker_arg(item, "kind", "value")),
             visibility=str(_marker_arg(item, "visibility", self.default_visibility)),
             passed=report.passed, message=message, duration=report.duration,
@@ -261,9 +262,15 @@ def describe_failure(excinfo: pytest.ExceptionInfo | None) -> str:
     return f"the test could not use what your code returned ({type(exc).__name__}: {str(exc)[:500]})"
 
 
-def _submission_of(item: pytest.Item) -> str | None:
+def _submission_of(item: pytest.Item) -> str:
+    """The submission a test item grades ("" for a test that takes no `sub`)."""
     callspec = getattr(item, "callspec", None)
-    return callspec.params.get("sub") if callspec is not None else None
+    return callspec.params.get("sub", "") if callspec is not None else ""
+
+
+def _test_name(item: pytest.Item) -> str:
+    """The test function's name, without parametrization."""
+    return str(getattr(item, "originalname", item.name))
 
 
 def _extra_params(item: pytest.Item) -> str:
@@ -308,7 +315,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
                    if entry.client is not None}
         devices = {name: entry.client.device for name, entry in plugin.entries.items()
                    if entry.client is not None and entry.client.device}
-        config._autograder_results.write_text(json.dumps(
+        results: Path = config._autograder_results  # type: ignore[attr-defined]
+        results.write_text(json.dumps(
             {"outcomes": [asdict(o) for o in plugin.outcomes], "outputs": outputs, "devices": devices}))
 
 
@@ -340,7 +348,7 @@ def plugin_from_config(config: dict) -> SubmissionPlugin:
                 name=entry_key(suite["week"], item["name"]), only=item.get("only"), suite=folder,
                 until_caught=_until_caught(config, item), budget_s=config.get("submission_timeout_s"), client=client,
                 skip_kinds=tuple(item.get("skip_kinds", ())), source=source,
-                factory=lambda c=client, p=parts: RemoteSubmission(c, p)))
+                factory=functools.partial(RemoteSubmission, client, parts)))
         for item in suite.get("in_process", []):
             entries.append(SubmissionEntry(
                 name=entry_key(suite["week"], item["name"]), only=item.get("only"), suite=folder,

@@ -96,6 +96,7 @@ class WorkerClient:
 
     def _boot_and_spawn(self) -> None:
         zygote = self.zygote
+        assert zygote is not None, "start() acquires a zygote first"
         if not zygote.booted:
             waited = time.monotonic()
             deadlines = self.deadline, self.budget_deadline
@@ -158,6 +159,7 @@ class WorkerClient:
         self._clock = (time.monotonic(), self.zygote.cpu_seconds() if self.zygote is not None else None)
         blobs: list[bytes] = []
         message = {"op": op, "args": wire.encode(list(args), blobs, self._ref)}
+        assert self.data is not None, "ensure_ready() connects to the child"
         try:
             wire.send(self.data, message, blobs)
         except OSError:
@@ -167,8 +169,8 @@ class WorkerClient:
             raise WorkerCrashed("the worker sent a malformed reply")
         if reply.get("ok"):
             return reply.get("value")
-        error = reply.get("error") if isinstance(reply.get("error"), dict) else {}
-        raise student_error(error)
+        error = reply.get("error")
+        raise student_error(error if isinstance(error, dict) else {})
 
     def _deadline(self) -> float | None:
         candidates = [d for d in (self.deadline, self.budget_deadline) if d is not None]
@@ -179,7 +181,10 @@ class WorkerClient:
         if self.budget_deadline is not None and time.monotonic() >= self.budget_deadline:
             self.kill()
             raise BudgetExhausted("the submission's total time limit was reached before this test")
-        reader = _DeadlineSocket(sock or self.data, deadline)
+        source = sock or self.data
+        if source is None:
+            raise WorkerCrashed("the worker is not connected")
+        reader = _DeadlineSocket(source, deadline)
         try:
             message, blobs = wire.receive(reader, limit)
             return wire.decode(message, blobs, self._from_handle)

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import overload
 
 
+@overload
+def as_utc(moment: dt.datetime) -> dt.datetime: ...
+@overload
+def as_utc(moment: None) -> None: ...
 def as_utc(moment: dt.datetime | None) -> dt.datetime | None:
     """An aware UTC time; a naive one is taken to be UTC already."""
     if moment is None:
@@ -14,6 +19,10 @@ def as_utc(moment: dt.datetime | None) -> dt.datetime | None:
     return moment.astimezone(dt.timezone.utc)
 
 
+@overload
+def as_utc_naive(moment: dt.datetime) -> dt.datetime: ...
+@overload
+def as_utc_naive(moment: None) -> None: ...
 def as_utc_naive(moment: dt.datetime | None) -> dt.datetime | None:
     """What nbgrader's gradebook stores."""
     utc = as_utc(moment)

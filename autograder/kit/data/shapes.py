@@ -85,6 +85,7 @@ def _draw(kind: str, x0: int, y0: int, s: int, size: int) -> tuple[torch.Tensor,
     """The object's mask (pixel centres inside it) and its three keypoints."""
     ys, xs = torch.meshgrid(torch.arange(size) + 0.5, torch.arange(size) + 0.5, indexing="ij")
     visible = 2.0
+    points: list[tuple[float, float]]
     if kind == "square":
         mask = (xs > x0) & (xs < x0 + s) & (ys > y0) & (ys < y0 + s)
         points = [(x0, y0), (x0 + s, y0), (x0 + s, y0 + s)]
