@@ -389,6 +389,10 @@ HONEST_DYNAMIC = [
     ("import torch\n\nclass A(torch.nn.Module):\n    def scaled_dot_product_attention(self, q):\n        return q\n\n"
      "    def forward(self, q):\n        return self.scaled_dot_product_attention(q)\n", "an own method of that name"),
     ("import torch\n\ndef f(x):\n    return type(x).__name__ + x.__class__.__name__", "__name__ and __class__"),
+    ("import torch\n\ndef f(x):\n    code = torch.cat([x, x])\n    gc, pickle = code.sum(), code.mean()\n"
+     "    return code.to(x.dtype) + gc + pickle", "variables named like modules that reach code"),
+    ("import torch\n\ndef f(x):\n    timm = [torch.nn.Linear(2, 2)]\n    return timm[0](x)",
+     "a variable named like a forbidden package"),
 ]
 
 

@@ -156,14 +156,16 @@ def _resolved(node: ast.AST, aliases: dict[str, str]) -> str | None:
 
 
 def dotted_name(node: ast.AST, aliases: dict[str, str]) -> str | None:
-    """`F.softmax` as `torch.nn.functional.softmax`: an attribute chain on a name, through aliases."""
+    """`F.softmax` as `torch.nn.functional.softmax`: an attribute chain on a name that an import
+    (or an assignment from one) bound, through aliases. A chain on any other name is None: a
+    variable called `code` or `transformers` is not the module of that name."""
     parts = []
     while isinstance(node, ast.Attribute):
         parts.append(node.attr)
         node = node.value
-    if not isinstance(node, ast.Name):
+    if not isinstance(node, ast.Name) or node.id not in aliases:
         return None
-    parts.append(aliases.get(node.id, node.id))
+    parts.append(aliases[node.id])
     return ".".join(reversed(parts))
 
 
