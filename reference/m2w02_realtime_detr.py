@@ -212,10 +212,11 @@ print(ms_deform_attn(values, shapes, points, torch.ones(1, 2, 1, 1, 1)).flatten(
 # pixel's own centre; a decoder query predicts one point and repeats it for every level).
 # The layers are created in `__init__` with exactly these names and sizes, each `nn.Linear` with a
 # bias: the grader loads the weights of `transformers`' `DeformableDetrMultiscaleDeformableAttention`
-# into your module and compares the outputs. (`__init__` ends by calling the given
-# `_reset_parameters`, Deformable DETR's initialisation: zero offset weights, and biases that
-# start head $h$'s points on a ray at angle $2\pi h / H$, point $k$ at distance $k + 1$ pixels —
-# see the figure below. The grader does not depend on it.)
+# into your module and compares the outputs. Keep the four arguments as attributes of the same
+# names (`self.d_model`, `self.n_levels`, `self.n_heads`, `self.n_points`). (`__init__` ends by
+# calling the given `_reset_parameters`, Deformable DETR's initialisation, which reads them:
+# zero offset weights, and biases that start head $h$'s points on a ray at angle $2\pi h / H$,
+# point $k$ at distance $k + 1$ pixels — see the figure below. The grader does not depend on it.)
 
 # %%
 class MSDeformAttn(nn.Module):

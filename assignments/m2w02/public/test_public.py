@@ -24,7 +24,7 @@ def randn(*shape, seed, dtype=torch.float64):
 # -- deformable_core ----------------------------------------------------------------------------------
 @pytest.mark.points(1)
 @pytest.mark.kind("shape")
-def test_core_shape(sub):
+def test_deformable_core_shape(sub):
     """ms_deform_attn: value [B, S, H, D] and locations [B, Q, H, L, P, 2] give [B, Q, H*D]."""
     spatial_shapes = torch.tensor([[3, 4], [2, 2]])
     out = sub.ms_deform_attn(randn(2, 16, 3, 5, seed=0), spatial_shapes, torch.rand(2, 7, 3, 2, 4, 2, dtype=torch.float64),
@@ -34,7 +34,7 @@ def test_core_shape(sub):
 
 @pytest.mark.points(1)
 @pytest.mark.kind("value")
-def test_core_pixel_centre_and_midpoint(sub):
+def test_deformable_core_pixel_centre_and_midpoint(sub):
     """One 2 x 3 level: at the centre of pixel (row 1, col 2) the sample is that pixel; halfway between the first
     two pixels of row 0 it is their mean."""
     values = torch.arange(6.0, dtype=torch.float64).reshape(1, 6, 1, 1)          # pixel (i, j) holds 3 i + j
@@ -47,7 +47,7 @@ def test_core_pixel_centre_and_midpoint(sub):
 
 @pytest.mark.points(1)
 @pytest.mark.kind("value")
-def test_core_heads_and_weights(sub):
+def test_deformable_core_heads_and_weights(sub):
     """Two heads read different channels of the value; their outputs sit side by side, each weighted sum of points."""
     values = torch.zeros(1, 4, 2, 1, dtype=torch.float64)                   # one 2 x 2 level
     values[0, :, 0, 0] = torch.tensor([1.0, 2.0, 3.0, 4.0])                 # head 0
@@ -63,7 +63,7 @@ def test_core_heads_and_weights(sub):
 # -- deformable_module --------------------------------------------------------------------------------
 @pytest.mark.points(1)
 @pytest.mark.kind("shape")
-def test_module_names_and_shapes(sub):
+def test_deformable_module_names_and_shapes(sub):
     """MSDeformAttn(d_model=16, n_levels=2, n_heads=2, n_points=3) has the four Linear layers with the right sizes."""
     module = sub.MSDeformAttn(d_model=16, n_levels=2, n_heads=2, n_points=3)
     state = module.state_dict()
@@ -80,13 +80,14 @@ def test_module_names_and_shapes(sub):
 
 @pytest.mark.points(1)
 @pytest.mark.kind("value")
-def test_module_offsets_are_in_pixels_of_each_level(sub):
-    """A hand-set module: value_proj and output_proj are the identity, the offset is one pixel to the right on
-    every level, and the two levels share the weight equally."""
+def test_deformable_module_offsets_are_in_pixels_of_each_level(sub):
+    """A hand-set module: value_proj doubles the values and output_proj halves them, the offset is one pixel to
+    the right on every level, and the two levels share the weight equally."""
     module = sub.MSDeformAttn(d_model=1, n_levels=2, n_heads=1, n_points=1).double()
-    one, zero = torch.ones(1, 1, dtype=torch.float64), torch.zeros(1, dtype=torch.float64)
+    zero = torch.zeros(1, dtype=torch.float64)
     module.load_state_dict({  # the weights travel as a state dict (in-place edits of a remote module's tensors are lost)
-        "value_proj.weight": one, "value_proj.bias": zero, "output_proj.weight": one, "output_proj.bias": zero,
+        "value_proj.weight": torch.full((1, 1), 2.0, dtype=torch.float64), "value_proj.bias": zero,   # values x 2
+        "output_proj.weight": torch.full((1, 1), 0.5, dtype=torch.float64), "output_proj.bias": zero,  # output / 2
         "sampling_offsets.weight": torch.zeros(4, 1, dtype=torch.float64),
         "sampling_offsets.bias": torch.tensor([1.0, 0.0, 1.0, 0.0], dtype=torch.float64),   # (+1 px, 0) on each level
         "attention_weights.weight": torch.zeros(2, 1, dtype=torch.float64),
@@ -106,7 +107,7 @@ def test_module_offsets_are_in_pixels_of_each_level(sub):
 # -- ia_bce -------------------------------------------------------------------------------------------
 @pytest.mark.points(1)
 @pytest.mark.kind("value")
-def test_focal_hand_computed(sub):
+def test_ia_bce_focal_hand_computed(sub):
     """One positive with p = 0.5 and one negative with p = 0.5: alpha weighs the positive, 1 - alpha the negative."""
     logits = torch.zeros(1, 2, dtype=torch.float64)
     targets = torch.tensor([[1.0, 0.0]], dtype=torch.float64)
@@ -150,7 +151,7 @@ def test_ia_bce_target_is_detached(sub):
 # -- group_detr ---------------------------------------------------------------------------------------
 @pytest.mark.points(1)
 @pytest.mark.kind("value")
-def test_group_mask_small(sub):
+def test_group_detr_mask_small(sub):
     """2 groups of 2 queries: True (blocked) between groups, False inside a group."""
     expected = torch.tensor([[False, False, True, True], [False, False, True, True],
                              [True, True, False, False], [True, True, False, False]])
@@ -161,7 +162,7 @@ def test_group_mask_small(sub):
 
 @pytest.mark.points(1)
 @pytest.mark.kind("value")
-def test_matching_cost_perfect_box(sub):
+def test_group_detr_matching_cost_perfect_box(sub):
     """A query whose box equals the target's costs only its class term: L1 = 0 and GIoU = 1."""
     logits = torch.zeros(1, 2, dtype=torch.float64)                      # p = 0.5 for both classes
     box = torch.tensor([[0.5, 0.5, 0.2, 0.2]], dtype=torch.float64)
@@ -174,7 +175,7 @@ def test_matching_cost_perfect_box(sub):
 
 @pytest.mark.points(1)
 @pytest.mark.kind("value")
-def test_group_match_shifts_queries(sub):
+def test_group_detr_match_shifts_queries(sub):
     """Two groups of two queries, one target: the cheapest query of each group, indices counted over all queries."""
     cost = torch.tensor([[3.0], [1.0], [0.5], [2.0]], dtype=torch.float64)
     q, t = sub.group_hungarian_match(cost, 2)
@@ -185,7 +186,7 @@ def test_group_match_shifts_queries(sub):
 
 @pytest.mark.points(1)
 @pytest.mark.kind("value")
-def test_lw_detr_loss_perfect_boxes(sub):
+def test_group_detr_loss_perfect_boxes(sub):
     """If a query of each group predicts each object's box exactly, loss_bbox = loss_giou = 0."""
     target = torch.tensor([[0.3, 0.3, 0.2, 0.2], [0.7, 0.6, 0.3, 0.2]], dtype=torch.float64)
     junk = torch.tensor([0.5, 0.5, 0.1, 0.1], dtype=torch.float64)
@@ -205,9 +206,11 @@ def test_lw_detr_loss_perfect_boxes(sub):
 # -- speed --------------------------------------------------------------------------------------------
 @pytest.mark.points(1)
 @pytest.mark.kind("value")
-def test_cost_counts_small(sub):
+def test_speed_counts_small(sub):
     """Counts for a tiny case, worked out in the notebook's formulas."""
     assert sub.pyramid_tokens(64, 64) == 64 + 16 + 4 + 1, "pyramid_tokens(64, 64): 8*8 + 4*4 + 2*2 + 1*1"
+    assert sub.pyramid_tokens(72, 40) == 9 * 5 + 5 * 3 + 3 * 2 + 2 * 1, \
+        "pyramid_tokens(72, 40): each level has ceil(72 / s) * ceil(40 / s) pixels (a partial pixel still counts)"
     assert sub.dense_attention_macs(10, 10, 4) == 4 * 10 * 16 + 2 * 100 * 4, \
         "dense_attention_macs(10, 10, 4) = 4 N d^2 + 2 N^2 d for self-attention"
     # 10 queries and values, d = 8, 1 head, 1 level, 1 point: 2*10*64 + 3*10*8 + 5*10*8
