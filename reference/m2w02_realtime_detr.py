@@ -33,9 +33,9 @@
 #   and **Group DETR** (Chen et al., 2023), which trains $G$ independent groups of queries, each
 #   matched one-to-one to the objects, so every object teaches $G$ queries per image — yet at
 #   inference only one group is kept, at no extra cost.
-# - **RF-DETR** (Robinson et al., 2025, Roboflow) keeps LW-DETR's decoder and losses (the
-#   transformers implementation of RF-DETR reuses LW-DETR's loss code) and swaps in a DINOv2
-#   backbone and a weight-sharing neural architecture search over resolutions and query counts.
+# - **RF-DETR** (Robinson et al., 2025, Roboflow) keeps LW-DETR's decoder and losses (in
+#   `transformers`, RF-DETR's loss is built on LW-DETR's) and swaps in a DINOv2 backbone and a
+#   weight-sharing neural architecture search over resolutions, patch sizes and query counts.
 #
 # This week you write those parts: the deformable attention kernel with `F.grid_sample`, the
 # `MSDeformAttn` module (its weights load into Hugging Face `transformers`' module, which the
@@ -639,7 +639,9 @@ check("m2w02", "speed")
 # deformable attention (8 heads, 4 levels, 4 points). The counts first, then the wall-clock time
 # of one forward pass of each on this machine (dense: `nn.MultiheadAttention`; deformable: your
 # `MSDeformAttn`; noisy on a shared CPU). At 640 pixels, the size LW-DETR and RF-DETR run at, the
-# dense encoder would cost about 40× more; DETR avoided that by using only the stride-32 level.
+# pyramid has 8500 pixels and a dense encoder layer would cost about 18× more multiply-adds than a
+# deformable one, and the gap grows with every doubling of the side; DETR avoided it by using only
+# the stride-32 level.
 
 # %% tags=["demo"]
 import time
@@ -650,7 +652,8 @@ rows = []
 for side in sizes:
     n = pyramid_tokens(side, side)
     rows.append((side, n, dense_attention_macs(n, n, d) / 1e9, deformable_attention_macs(n, n, d) / 1e9))
-    print(f"{side:4d} px  {n:6d} tokens  dense {rows[-1][2]:8.2f} GMACs  deformable {rows[-1][3]:6.2f} GMACs")
+    print(f"{side:4d} px  {n:6d} tokens  dense {rows[-1][2]:8.2f} GMACs  deformable {rows[-1][3]:6.2f} GMACs"
+          f"  ratio {rows[-1][2] / rows[-1][3]:5.1f}")
 
 
 def seconds(fn, repeat=3):
@@ -693,10 +696,11 @@ plt.show()
 # %% [markdown]
 # Deformable attention does fewer multiply-adds, but on a GPU its scattered reads of memory
 # (`grid_sample`) are slow per operation compared with dense matrix products. This is why LW-DETR
-# and RF-DETR do *not* use deformable attention in the encoder: a plain ViT on one stride-16 map
-# with **windowed attention** in most layers (global in a few) does the encoding, and deformable
-# attention is used only for **cross-attention in a shallow decoder** (3 layers in LW-DETR), where
-# $N_q = 300$ queries read the pyramid: $N_q \ll N_v$, and the cost is dominated by `value_proj`.
+# and RF-DETR do *not* use deformable attention in the encoder: a plain ViT (patch 16) with
+# **windowed attention** in most blocks and global attention in a few does the encoding, a light
+# projector turns its output into one or two feature maps, and deformable attention is used only for
+# **cross-attention in a shallow decoder** (3 layers in LW-DETR), where $N_q = 300$ queries read the
+# maps: $N_q \ll N_v$, and the cost is dominated by `value_proj` on the $N_v$ values.
 # Add to that no NMS (one-to-one matching), and training tricks (IA-BCE, Group DETR) that buy back
 # accuracy without costing anything at inference.
 #
