@@ -509,7 +509,8 @@ def test_group_detr_shapes(sub):
 @pytest.mark.kind("value")
 @pytest.mark.parametrize("queries, groups", [(3, 4), (1, 5)])
 def test_group_detr_mask_blocks_other_groups(sub, queries, groups):
-    """True exactly where two queries are in different groups; attention with it equals attention per group."""
+    """True exactly where two queries are in different groups (query i is in group i // num_queries): with
+    nn.MultiheadAttention's convention, each group then attends only to itself."""
     mask = sub.group_attention_mask(queries, groups)
     group = torch.arange(queries * groups) // queries
     expected = group[:, None] != group[None, :]
