@@ -6,6 +6,11 @@ against a trusted implementation, a closed form or hand-computed cases (every ar
 exercised with a non-default value); gradients against the trusted implementation's; and
 a tiny training run on the kit's data (autograder.kit.data) that must reach a metric the
 trusted side computes (autograder.kit.probes), its gate calibrated over >= 10 seeds.
+
+A test belongs to the part its name starts with (`test_<part>_...`): that is how the
+gradebook, the feedback and the null variants group tests by part. Objects built through
+`sub` live in the worker: set a remote module's weights with `load_state_dict`, since an
+in-place edit of a tensor read from it changes only the trusted side's copy.
 """
 
 import pytest
