@@ -4,7 +4,7 @@ set criterion; the sine position encoding; the DETR model; and its training loop
 Independent truths: torchvision.ops (box_convert, box_iou, generalized_box_iou) and their autograd;
 Hugging Face transformers' DETR port (HungarianMatcher, ImageLoss, DetrSinePositionEmbedding);
 brute force over all assignments; closed forms worked out by hand; DETR rebuilt here from torch's
-own modules (conftest.TrustedDETR) holding the same weights; AdamW run on the trusted side; and a
+own modules (TrustedDETR below) holding the same weights; AdamW run on the trusted side; and a
 detection metric computed here (autograder.kit.detection) from the outputs of the student's
 trained model on images the test chose. Values are compared in float64 where the truth is
 float64: valid orders of operations then agree to ~1e-15.
@@ -18,12 +18,102 @@ import math
 import pytest
 import torch
 
+from torch import nn
+
 from autograder.kit import assert_close, assert_shape, load_same_weights, randn, randomize
 from autograder.kit.detection import evaluate
 
-from conftest import TrustedDETR, TrustedMLP, sine_position, trusted_criterion
-
 F64 = {"atol": 1e-10, "rtol": 1e-8}  # float64: valid orders of operations differ by ~1e-15
+# A whole DETR in float64 against the trusted one: the model may compute its sine code in float32, as DETR's own
+# code does (measured: 4.5e-8 in the logits, 7e-10 in gradients of size 2e-3, against 1e-15 in float64); every
+# structural bug (heads, layers, sigmoid, positions, ReLUs) moves the outputs by more than 1e-3.
+DETR_VALUES = {"atol": 1e-6, "rtol": 1e-5}
+DETR_GRADS = {"atol": 1e-8, "rtol": 1e-5}
+
+
+# -- trusted implementations ----------------------------------------------------------------
+# DETR rebuilt from torch's own modules under the notebook's names (nn.Transformer, nn.Conv2d,
+# nn.Embedding, nn.Linear), with the sine code written from facebookresearch/detr's
+# PositionEmbeddingSine (mask cumsum form); the criterion is transformers' DETR loss.
+def sine_position(h: int, w: int, num_pos_feats: int, dtype=torch.float64, temperature: float = 10000,
+                  normalize: bool = True, scale: float = 2 * math.pi) -> torch.Tensor:
+    """facebookresearch/detr's PositionEmbeddingSine for an unpadded [h, w] map: [2F, h, w]."""
+    not_mask = torch.ones(1, h, w, dtype=torch.float64)
+    y_embed, x_embed = not_mask.cumsum(1), not_mask.cumsum(2)
+    if normalize:
+        eps = 1e-6
+        y_embed = y_embed / (y_embed[:, -1:, :] + eps) * scale
+        x_embed = x_embed / (x_embed[:, :, -1:] + eps) * scale
+    dim_t = torch.arange(num_pos_feats, dtype=torch.float64)
+    dim_t = temperature ** (2 * (dim_t // 2) / num_pos_feats)
+    pos_x, pos_y = x_embed[:, :, :, None] / dim_t, y_embed[:, :, :, None] / dim_t
+    pos_x = torch.stack((pos_x[:, :, :, 0::2].sin(), pos_x[:, :, :, 1::2].cos()), dim=4).flatten(3)
+    pos_y = torch.stack((pos_y[:, :, :, 0::2].sin(), pos_y[:, :, :, 1::2].cos()), dim=4).flatten(3)
+    return torch.cat((pos_y, pos_x), dim=3).permute(0, 3, 1, 2)[0].to(dtype)
+
+
+class TrustedBackbone(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.num_channels = 64
+        self.body = nn.Sequential(nn.Conv2d(3, 32, 3, stride=2, padding=1), nn.ReLU(),
+                                  nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.ReLU(),
+                                  nn.Conv2d(64, 64, 3, stride=2, padding=1), nn.ReLU())
+
+    def forward(self, x):
+        return self.body(x)
+
+
+class TrustedMLP(nn.Module):
+    def __init__(self, input_dim, hidden_dim, output_dim, num_layers):
+        super().__init__()
+        sizes = [input_dim] + [hidden_dim] * (num_layers - 1) + [output_dim]
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+
+    def forward(self, x):
+        for layer in self.layers[:-1]:
+            x = torch.relu(layer(x))
+        return self.layers[-1](x)
+
+
+class TrustedDETR(nn.Module):
+    """The paper's Listing 1 at toy size, with sine positions: the notebook's contract, by torch's modules."""
+
+    def __init__(self, num_classes, num_queries=10, hidden_dim=64, nheads=4, num_encoder_layers=1,
+                 num_decoder_layers=2, dim_feedforward=128):
+        super().__init__()
+        self.hidden_dim = hidden_dim
+        self.backbone = TrustedBackbone()
+        self.input_proj = nn.Conv2d(64, hidden_dim, 1)
+        self.query_embed = nn.Embedding(num_queries, hidden_dim)
+        self.transformer = nn.Transformer(hidden_dim, nheads, num_encoder_layers, num_decoder_layers,
+                                          dim_feedforward, dropout=0.0, batch_first=True)
+        self.class_embed = nn.Linear(hidden_dim, num_classes + 1)
+        self.bbox_embed = TrustedMLP(hidden_dim, hidden_dim, 4, 3)
+
+    def forward(self, images):
+        f = self.input_proj(self.backbone(images))
+        b, d, h, w = f.shape
+        pos = sine_position(h, w, d // 2, dtype=f.dtype)
+        src = (f + pos).reshape(b, d, h * w).permute(0, 2, 1)
+        tgt = self.query_embed.weight[None].repeat(b, 1, 1)
+        hs = self.transformer(src, tgt)
+        return {"pred_logits": self.class_embed(hs), "pred_boxes": self.bbox_embed(hs).sigmoid()}
+
+
+def trusted_criterion(logits, boxes, targets, eos_coef=0.1, class_weight=1.0, l1_weight=5.0, giou_weight=2.0):
+    """transformers' ImageLoss (DETR's SetCriterion) with HungarianMatcher(class_weight, l1_weight,
+    giou_weight); the total weighted as ForObjectDetectionLoss does, with class_weight on loss_ce."""
+    from transformers.loss.loss_for_object_detection import HungarianMatcher, ImageLoss
+
+    matcher = HungarianMatcher(class_cost=class_weight, bbox_cost=l1_weight, giou_cost=giou_weight)
+    criterion = ImageLoss(matcher, num_classes=logits.shape[-1] - 1, eos_coef=eos_coef,
+                          losses=["labels", "boxes"]).to(logits.dtype)
+    criterion.empty_weight[-1] = eos_coef  # ImageLoss fills its weights in float32: 0.1 would be 0.10000000149
+    hf_targets = [{"class_labels": t["labels"], "boxes": t["boxes"].to(boxes.dtype)} for t in targets]
+    losses = criterion({"logits": logits, "pred_boxes": boxes}, hf_targets)
+    losses["loss"] = class_weight * losses["loss_ce"] + l1_weight * losses["loss_bbox"] + giou_weight * losses["loss_giou"]
+    return losses
 
 
 def tv():
@@ -290,7 +380,7 @@ def test_criterion_shapes(sub):
         assert_shape(losses[key], (), what=f"set_criterion's {key!r}")
 
 
-@pytest.mark.points(4)
+@pytest.mark.points(3)
 @pytest.mark.kind("value")
 @pytest.mark.parametrize("case", list(CRITERION_CASES))
 def test_criterion_matches_transformers(sub, case):
@@ -344,6 +434,27 @@ def test_criterion_box_losses_hand_computed(sub):
                  what="loss_bbox (L1 sums 0.02 + 0 + 0.04 over 3 boxes)", **F64)
     assert_close(got["loss_giou"], torch.tensor(((1 - 9 / 11) + 0 + (1 - 5 / 6)) / 3, dtype=torch.float64),
                  what="loss_giou (1 - GIoU of the three pairs, over 3 boxes)", **F64)
+
+
+@pytest.mark.points(2)
+@pytest.mark.kind("value")
+def test_criterion_matches_with_its_own_weights(sub):
+    """The matching inside set_criterion uses the weights it is given: one object, query 0 has its exact box but
+    doubts the class, query 1 is sure of the class with a box 0.06 off. DETR's weights (1, 5, 2) match query 0;
+    class_weight=4, l1_weight=1, giou_weight=0.5 match query 1, whose L1 is 0.06."""
+    targets = [{"labels": torch.tensor([0]), "boxes": torch.tensor([[0.5, 0.5, 0.2, 0.2]], dtype=torch.float64)}]
+    boxes = torch.tensor([[[0.5, 0.5, 0.2, 0.2], [0.56, 0.5, 0.2, 0.2], [0.9, 0.9, 0.05, 0.05]]], dtype=torch.float64)
+    logits = torch.tensor([[[0.0, 3.0, 0.0], [4.0, 0.0, 0.0], [0.0, 0.0, 2.0]]], dtype=torch.float64)
+    # costs with (1, 5, 2): query 0 -0.045 + 0 - 2 = -2.05, query 1 -0.965 + 0.3 - 1.08 = -1.74;
+    # with (4, 1, 0.5): query 0 -0.18 - 0.5 = -0.68, query 1 -3.86 + 0.06 - 0.27 = -4.07.
+    for weights, l1 in (((1.0, 5.0, 2.0), 0.0), ((4.0, 1.0, 0.5), 0.06)):
+        kwargs = dict(class_weight=weights[0], l1_weight=weights[1], giou_weight=weights[2])
+        got = sub.set_criterion(logits, boxes, targets, **kwargs)
+        expected = trusted_criterion(logits, boxes, targets, **kwargs)
+        assert_close(got["loss_bbox"], torch.tensor(l1, dtype=torch.float64), what=f"loss_bbox with weights {weights} "
+                     "(which query did your matching pick? match with the weights set_criterion is given)", **F64)
+        for key in ("loss_ce", "loss_giou", "loss"):
+            assert_close(got[key], expected[key], what=f"{key} with weights {weights}", **F64)
 
 
 @pytest.mark.points(4)
@@ -467,7 +578,7 @@ def test_detr_matches_trusted(sub, case):
         expected = trusted(x)
     got = student(x)
     for key in ("pred_logits", "pred_boxes"):
-        assert_close(got[key], expected[key], what=f"{key} of DETR({cfg})", **F64)
+        assert_close(got[key], expected[key], what=f"{key} of DETR({cfg})", **DETR_VALUES)
 
 
 @pytest.mark.points(2)
@@ -498,11 +609,11 @@ def test_detr_grad_matches_trusted(sub):
     sum((out[k] * c).sum() for k, c in cots.items()).backward()
     result = sub.vjp(student, x, cotangents=list(cots.values()))
     assert result.inputs and result.inputs[0] is not None, "no gradient reaches the images through your DETR"
-    assert_close(result.inputs[0], xt.grad, what="gradient of DETR's outputs for the images", **F64)
+    assert_close(result.inputs[0], xt.grad, what="gradient of DETR's outputs for the images", **DETR_GRADS)
     for name, p in trusted.named_parameters():
         got = result.params.get(name)
         assert got is not None, f"parameter `{name}` of your DETR gets no gradient: is it used in forward?"
-        assert_close(got, p.grad, what=f"gradient of `{name}`", **F64)
+        assert_close(got, p.grad, what=f"gradient of `{name}`", **DETR_GRADS)
 
 
 # == train ====================================================================================
@@ -602,5 +713,17 @@ def test_train_overfits_shapes(sub, m2w01_shapes):
         "set_criterion's matching")
 
 
+# Calibration (16 images, 40 objects, DETR(num_classes=2) with defaults, 200 full-batch AdamW steps at lr 2e-3,
+# 5-8 s of CPU; the metric computed by autograder.kit.detection.evaluate from the trained model's outputs):
+# - the reference, init seeds 0-9: recall 1.000 (all), precision 0.870 / 0.964 / 1.000 (min / median / max),
+#   matched mean IoU 0.886 / 0.905 / 0.919;
+# - the reference with its modules created in another order (another init), seeds 0-9: recall 1.000, precision
+#   0.889 / 0.976 / 1.000, mean IoU 0.872 / 0.910 / 0.919;
+# - with DETR's gradient clipping at 0.1 added (not the contract, but plausible), seeds 0-4: recall 1.000,
+#   precision 0.606-0.816, mean IoU 0.842-0.911;
+# broken variants: no optimizer.zero_grad(): recall 0.025, precision 0.006, IoU ~0.10 (seeds 0-2); training on
+# loss_ce only: recall 0.000-0.025, IoU ~0.12; boxes without a sigmoid: precision 0.27-0.49. (Matching query i to
+# target i without the Hungarian algorithm overfits as well as the reference, recall 1.0: the matcher's own
+# tests catch that, a fixed training set cannot.)
 TRAIN_STEPS, TRAIN_LR = 200, 2e-3
-RECALL_GATE, PRECISION_GATE, MIOU_GATE = 0.9, 0.7, 0.75
+RECALL_GATE, PRECISION_GATE, MIOU_GATE = 0.9, 0.5, 0.75
