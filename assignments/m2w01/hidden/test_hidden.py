@@ -25,10 +25,11 @@ from autograder.kit.detection import evaluate
 
 F64 = {"atol": 1e-10, "rtol": 1e-8}  # float64: valid orders of operations differ by ~1e-15
 # A whole DETR in float64 against the trusted one: the model may compute its sine code in float32, as DETR's own
-# code does (measured: 4.5e-8 in the logits, 7e-10 in gradients of size 2e-3, against 1e-15 in float64); every
-# structural bug (heads, layers, sigmoid, positions, ReLUs) moves the outputs by more than 1e-3.
+# code does (measured: 4.5e-8 in the logits, 7e-10 in the images' gradients, 7.5e-8 in the attention weights'
+# gradients of size 3e-3; 1e-15 when everything is float64); every structural bug (heads, layers, sigmoid,
+# positions, ReLUs) moves the outputs by more than 1e-3.
 DETR_VALUES = {"atol": 1e-6, "rtol": 1e-5}
-DETR_GRADS = {"atol": 1e-8, "rtol": 1e-5}
+DETR_GRADS = {"atol": 1e-6, "rtol": 1e-4}
 
 
 # -- trusted implementations ----------------------------------------------------------------
