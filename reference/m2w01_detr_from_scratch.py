@@ -221,6 +221,8 @@ plt.show()
 # l1_weight=5.0, giou_weight=2.0)` for **one image**: logits `[Q, C + 1]`, boxes `[Q, 4]`, labels
 # `[T]` (int64) and boxes `[T, 4]` give the cost matrix `[Q, T]`, row $i$ column $j$ the cost of
 # pairing prediction $i$ with object $j$. (`torch.cdist(a, b, p=1)` computes all L1 distances.)
+# Write it with differentiable tensor operations, without `torch.no_grad()` inside: the caller
+# decides whether gradients are needed (`set_criterion` below turns them off around it).
 # Then `hungarian_match(cost)`: the assignment of least total cost as two `int64` tensors
 # `(query_idx, target_idx)` of length $\min(Q, T)$, query indices ascending, so that query
 # `query_idx[k]` is matched to object `target_idx[k]`. An image may have no objects ($T = 0$):
