@@ -274,8 +274,9 @@ check("m2w01", "matcher")
 
 # %% tags=["demo"]
 cost = torch.tensor([[1.0, 2.0], [1.1, 9.0], [5.0, 5.0]])
-print("Hungarian:", [tuple(t.tolist()) for t in hungarian_match(cost)], "total",
-      cost[hungarian_match(cost)].sum().item(), "| greedy (0->0, then 2->1) total", (cost[0, 0] + cost[2, 1]).item())
+rows, cols = hungarian_match(cost)
+print(f"Hungarian: queries {rows.tolist()} -> targets {cols.tolist()}, total {cost[rows, cols].sum():.1f}; "
+      f"greedy (0 -> 0, then 2 -> 1): total {cost[0, 0] + cost[2, 1]:.1f}")
 
 # %% [markdown]
 # ## Part 3 — The set criterion
@@ -335,7 +336,7 @@ def set_criterion(logits, boxes, targets, eos_coef=0.1, class_weight=1.0, l1_wei
     """
     ### BEGIN SOLUTION
     B, Q, num_classes_plus_one = logits.shape
-    classes = torch.full((B, Q), num_classes_plus_one - 1, dtype=torch.long)   # everyone "no object" ...
+    classes = torch.full((B, Q), num_classes_plus_one - 1, dtype=torch.long, device=logits.device)  # all "no object" ...
     matched_boxes, matched_targets = [], []
     for b, target in enumerate(targets):
         with torch.no_grad():
@@ -345,7 +346,7 @@ def set_criterion(logits, boxes, targets, eos_coef=0.1, class_weight=1.0, l1_wei
         classes[b, query_idx] = target["labels"][target_idx]                  # ... but the matched queries
         matched_boxes.append(boxes[b, query_idx])
         matched_targets.append(target["boxes"][target_idx])
-    weight = torch.ones(num_classes_plus_one, dtype=logits.dtype)
+    weight = torch.ones(num_classes_plus_one, dtype=logits.dtype, device=logits.device)
     weight[-1] = eos_coef
     loss_ce = F.cross_entropy(logits.flatten(0, 1), classes.flatten(), weight=weight)   # a weighted mean
     src, tgt = torch.cat(matched_boxes), torch.cat(matched_targets).to(boxes.dtype)
