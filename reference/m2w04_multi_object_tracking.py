@@ -78,7 +78,7 @@ from autograder.selfcheck import check
 _ = setup(seed=0)  # seeds and one thread; it returns a generator, which a cell would display
 
 # %% [markdown]
-# ## Week 1 of this module's blocks (given)
+# ## DETR's blocks from week m2w01 (given)
 #
 # Box conversions, (generalised) IoU, the Hungarian matcher and DETR's position encoding, as
 # you wrote them in m2w01. Boxes are $(c_x, c_y, w, h)$ for predictions and $(x_0, y_0, x_1, y_1)$
@@ -164,8 +164,8 @@ check("m2w04", "tala")
 # them. The track query of id 3 gets object index 1 whatever the costs say.
 
 # %% tags=["demo"]
-cost = torch.tensor([[0.9, 0.0, 0.2],      # query 0 would love object 3 (index 1), but it is taken
-                     [0.1, 0.0, 0.8],
+cost = torch.tensor([[0.9, 0.0, 0.2],      # column 1 (object 3) is the cheapest for every detection
+                     [0.1, 0.0, 0.8],      # query, but a track query carries it: it is not theirs
                      [0.7, 0.0, 0.3]])
 print(tracklet_aware_assignment(torch.tensor([3, 5]), torch.tensor([7, 3, 9]), cost).tolist())
 

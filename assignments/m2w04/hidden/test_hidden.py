@@ -206,6 +206,22 @@ def test_track_update_occlusion(sub):
         "then three low scores; it should survive until its third consecutive miss")
 
 
+@pytest.mark.points(2)
+@pytest.mark.kind("value")
+def test_track_update_ties_at_the_thresholds(sub):
+    """A score equal to exit_threshold is not a miss, and a detection scoring exactly enter_threshold is born (both >=)."""
+    ids, misses, _, next_id = sub.update_tracks(torch.tensor([2, 3]), torch.tensor([1, 1]),
+                                                torch.tensor([0.25, 0.125], dtype=torch.float64),
+                                                torch.tensor([0.5, 0.375], dtype=torch.float64), 4,
+                                                enter_threshold=0.5, exit_threshold=0.25, miss_tolerance=2)
+    # Values exact in binary: track 2 scores exactly 0.25 (reset to 0), track 3 misses twice and dies, detection 0
+    # scores exactly 0.5 and is born as id 4.
+    got = (as_list(ids), as_list(misses), int(next_id))
+    assert got == ([2, 4], [0, 0], 5), (
+        f"update_tracks gave (ids, misses, next_id) = {got} when scores equal the thresholds: a score >= "
+        "exit_threshold resets the misses, a detection score >= enter_threshold starts a track")
+
+
 # == clip_loss ====================================================================================
 def clip_problem(seed, T=3, Q=6, N=4, dtype=torch.float64):
     """Predictions and a TALA-like assignment, with frames holding different numbers of objects."""
@@ -354,7 +370,7 @@ def test_prompt_encoding_points_match_sam(sub, m2w04_ref):
     assert_close(got, expected, what="encode_points on a 24 x 40 image (H, W): x / W, y / H, +0.5, labels", **F32_SIN)
 
 
-@pytest.mark.points(3)
+@pytest.mark.points(2)
 @pytest.mark.kind("value")
 def test_prompt_encoding_boxes_match_sam(sub, m2w04_ref):
     """encode_boxes equals SAM's PromptEncoder._embed_boxes (same weights) on a 30x20 image."""
@@ -423,7 +439,7 @@ def test_tracker_pairs_shapes(sub):
         assert_shape(targets, (rows, 4), what="target boxes")
 
 
-@pytest.mark.points(3)
+@pytest.mark.points(2)
 @pytest.mark.kind("value")
 def test_tracker_pairs_order(sub):
     """tracking_pairs row r = ((i (T-1)) + t - 1) K + k holds frame t-1 and t of video i and object k's boxes at t-1 and t."""
@@ -475,18 +491,23 @@ def test_tracker_train_respects_steps_lr_seed(sub, m2w04_moving):
 @pytest.mark.kind("convergence")
 @pytest.mark.timeout(120)
 def test_tracker_rollout_follows_each_object(sub, m2w04_moving):
-    """Your train_tracker (150 steps) makes the given StepTracker follow each object: held-out 3-frame rollout IoU with the right object >= 0.55."""
+    """Your train_tracker (150 steps) makes the given StepTracker follow each object: held-out 3-frame rollout IoU with the right object >= 0.5."""
     d = m2w04_moving
     sub.seed(0)
     model = sub.StepTracker(size=d["size"])
     losses = sub.train_tracker(model, d["train_video"], d["train_boxes"], steps=150, lr=3e-3, seed=0)
     check_losses(losses, 150)
     miou = rollout_miou(sub, model, d["test_video"], d["test_boxes"])
-    # Measured (CPU, 1 thread) on these 100 held-out videos, 150 steps: see CALIBRATION at the end of this file.
-    assert miou >= 0.55, (
+    # Measured (CPU, 1 thread) on these 100 held-out videos after 150 steps, init and batch seeds 0-9 (min / median
+    # / max): the reference 0.682 / 0.717 / 0.727; valid variants: batches as epochs over permutations 0.697 / 0.714 /
+    # 0.732, L1 as a mean over the coordinates (F.l1_loss) 0.709 / 0.718 / 0.729, L1 alone without the GIoU term
+    # 0.707 / 0.716 / 0.724. Broken: previous and current frames swapped 0.168 / 0.196 / 0.206, the previous box as
+    # the target 0.186 / 0.190 / 0.191, gradients never zeroed 0.000 / 0.001 / 0.140; standing still 0.191, the
+    # untrained model 0.059 / 0.127 / 0.176. 0.5 lies 0.18 below the worst valid run and 0.29 above the best broken one.
+    assert miou >= 0.5, (
         f"rolled out over 3 frames from the first frame's boxes, your trained tracker's boxes overlap their own "
-        f"object's with a mean IoU of {miou:.3f}; at least 0.55 is expected (a correct loop reaches about 0.72, "
-        "standing still 0.20): check the pairs (previous frame and box -> current box), the loss (L1 + 1 - GIoU on "
+        f"object's with a mean IoU of {miou:.3f}; at least 0.5 is expected (a correct loop reaches about 0.72, "
+        "standing still 0.19): check the pairs (previous frame and box -> current box), the loss (L1 + 1 - GIoU on "
         "normalised x0, y0, x1, y1) and that the optimizer steps")
 
 
@@ -536,6 +557,12 @@ def test_metrics_hand_built(sub):
     assert mot_counts(mot) == {"gt": 2, "fn": 0, "fp": 1, "idsw": 0}, (
         f"clear_mot counted {mot_counts(mot)} where an earlier match (IoU 0.6) is still allowed and a better-fitting "
         "new hypothesis appears: keep last frame's correspondences before the Hungarian step")
+    # An IoU of exactly 0.5 (half the box, exact in binary) is allowed at the default threshold: IoU >= threshold.
+    gt_i, gt_b = [torch.tensor([3])], [torch.tensor([[0.0, 0.0, 8.0, 8.0]])]
+    hyp_i, hyp_b = [torch.tensor([9])], [torch.tensor([[0.0, 0.0, 8.0, 4.0]])]
+    mot, idf = sub.clear_mot(gt_i, gt_b, hyp_i, hyp_b), sub.id_f1(gt_i, gt_b, hyp_i, hyp_b)
+    assert int(mot["fn"]) == 0 and int(idf["idtp"]) == 1, \
+        "a pair with IoU exactly 0.5 should match at iou_threshold=0.5 (IoU >= iou_threshold) in clear_mot and id_f1"
 
 
 @pytest.mark.points(3)
@@ -569,7 +596,3 @@ def test_metrics_iou_threshold(sub, m2w04_ref, case):
         f"with iou_threshold={threshold}: MOTA {mot['mota']:.4f} and IDF1 {idf['idf1']:.4f}, motmetrics "
         f"{want['mota']:.4f} and {want['idf1']:.4f}: a pair may match only if its IoU >= iou_threshold")
 
-
-CALIBRATION = """
-filled in below
-"""
