@@ -37,9 +37,10 @@
 # 2. **the query life cycle**: when a detection becomes a track, when a track dies, and which
 #    identity it carries;
 # 3. **the collective average loss** over a clip;
-# 4. **SAM's prompt encoding** of points and boxes;
-# 5. **a step tracker** trained on moving squares, TrackFormer-style, on pairs of frames;
-# 6. **MOTA and IDF1**, the two numbers every tracking paper reports.
+# 4. **MOTRv2's proposal queries** built from a detector's boxes and scores;
+# 5. **SAM's prompt encoding** of points and boxes;
+# 6. **a step tracker** trained on moving squares, TrackFormer-style, on pairs of frames;
+# 7. **MOTA and IDF1**, the two numbers every tracking paper reports.
 #
 # Everything runs on a CPU in seconds, on synthetic videos of moving squares.
 #
@@ -60,6 +61,7 @@
 # | tala | `tracklet_aware_assignment` | one entry per query, track queries first; a ground-truth *index* (not an id) or `-1` |
 # | track_update | `update_tracks` | misses reset at `score >= exit_threshold`; death at `misses >= miss_tolerance`; birth at `score >= enter_threshold`; survivors first, in order, then newborns in query order |
 # | clip_loss | `clip_loss` | sigmoid focal loss over all queries, L1 and $1 - \mathrm{GIoU}$ over matched queries, all **summed** over the clip and divided once by the number of ground-truth boxes in the clip |
+# | proposals | `sine_embedding`, `proposal_queries` | sines and cosines alternate, frequency $T^{2\lfloor f/2 \rfloor / F}$, values times $2\pi$; learned queries before proposals |
 # | prompt_encoding | `fourier_encode`, `dense_encoding`, `encode_points`, `encode_boxes` | SAM's layout: coordinates $(x, y)$, $[\sin, \cos]$ in that order, $+0.5$ pixel centres, $x$ divided by the width |
 # | tracker | `tracking_pairs`, `train_tracker` | pairs ordered by video, frame, object; boxes normalised $(x_0, y_0, x_1, y_1)$; one loss per step |
 # | metrics | `clear_mot`, `id_f1` | motmetrics' rules: a match needs IoU $\ge$ the threshold; CLEAR-MOT keeps last frame's matches first; IDF1 matches whole trajectories once |
@@ -184,9 +186,11 @@ print(tracklet_aware_assignment(torch.tensor([3, 5]), torch.tensor([7, 3, 9]), c
 # - **death**: a track that has missed `miss_tolerance` **consecutive** frames (its count
 #   reaches `miss_tolerance` in this frame) is removed for good, and its identity is never reused.
 #
-# MOTR uses $\tau_{\text{en}} = 0.7$, $\tau_{\text{ex}} = 0.6$ and a tolerance of 5 frames on MOT17
-# (its code resets the miss count only at scores above $\tau_{\text{en}}$; we use the simpler rule
-# above). Write `update_tracks` for one frame. It returns the tracks that enter the next frame:
+# MOTRv2's code (`RuntimeTrackerBase` in `models/motr.py`) defaults to $\tau_{\text{en}} = 0.6$,
+# $\tau_{\text{ex}} = 0.5$ and a tolerance of 10 frames, and resets the miss count only at scores of at
+# least $\tau_{\text{en}}$; our defaults are 0.7, 0.6 and 5, with the simpler reset rule above.
+#
+# Write `update_tracks` for one frame. It returns the tracks that enter the next frame:
 #
 # - `ids`: long `[M']`, survivors first, in their previous order, then the newborns;
 # - `misses`: long `[M']`, the updated miss counts (0 for newborns);
@@ -313,7 +317,88 @@ def clip_loss(logits, boxes, assignment, target_boxes, target_present, class_wei
 check("m2w04", "clip_loss")
 
 # %% [markdown]
-# ## Part 4 — SAM's prompt encoding
+# ## Part 4 — MOTRv2's detector proposals as queries
+#
+# MOTR learns to detect and to track with the same queries, and its detection suffers: the
+# newborn objects must be found by queries that are also busy following old ones. MOTRv2 hands
+# detection to a separate, strong detector (YOLOX) and keeps MOTR for what it is good at —
+# refining boxes and keeping identities. Each detector box becomes a **proposal query**:
+#
+# - its **reference point** (the box that deformable attention samples around, the "anchor") is
+#   the detector's box $(c_x, c_y, w, h)$ itself;
+# - its **positional query** is a sine embedding of the detector's **score** plus one shared
+#   learned vector (`yolox_embed`): the decoder knows how confident the detector was.
+#
+# In MOTRv2's code (`models/motr.py`, `_generate_empty_tracks`) the proposals are appended after
+# the model's own learned queries:
+#
+# ```python
+# ref_pts   = torch.cat([self.position.weight, proposals[:, :4]])
+# query_pos = torch.cat([self.query_embed.weight, pos2posemb(proposals[:, 4:], d_model) + self.yolox_embed.weight])
+# ```
+#
+# and `pos2posemb` is the 1-D version of DETR's sine encoding. For a value $v \in [0, 1]$ and $F$
+# features ($F$ even), with $d_f = T^{2 \lfloor f/2 \rfloor / F}$ and temperature $T = 10000$,
+#
+# $$
+# \mathrm{PE}(v)_f = \begin{cases} \sin(2\pi v / d_f) & f \text{ even} \\ \cos(2\pi v / d_f) & f \text{ odd} \end{cases},
+# \qquad f = 0, \dots, F - 1,
+# $$
+#
+# so sines and cosines **alternate** (sin, cos, sin, cos, …), each pair sharing one frequency.
+# A tensor of $k$ values per row, `[..., k]`, is encoded value by value and the $k$ encodings are
+# concatenated in order: `[..., k F]` (MOTRv2 encodes the 4 box coordinates of its reference
+# points the same way inside the decoder).
+#
+# Write `sine_embedding(values, num_feats=64, temperature=10000)` and
+# `proposal_queries(proposals, anchors, query_embed, score_embed, temperature=10000)`:
+#
+# - `proposals`: `[P, 5]`, each $(c_x, c_y, w, h, s)$ normalised, $s$ the detector's score;
+# - `anchors`: `[Q, 4]` learned reference boxes; `query_embed`: `[Q, D]` learned positional queries;
+#   `score_embed`: `[D]`, the shared vector added to every proposal's score embedding;
+# - returns `(ref_pts [Q + P, 4], query_pos [Q + P, D])`, learned queries first, the score
+#   embedding computed with `num_feats = D`.
+
+# %%
+def sine_embedding(values, num_feats=64, temperature=10000):
+    """MOTRv2's pos2posemb: each of the k values of [..., k] -> num_feats features, concatenated: [..., k * num_feats]."""
+    ### BEGIN SOLUTION
+    i = torch.arange(num_feats, dtype=values.dtype)
+    dim_t = temperature ** (2 * (i // 2) / num_feats)
+    x = values[..., None] * (2 * math.pi) / dim_t                             # [..., k, F]
+    return torch.stack([x[..., 0::2].sin(), x[..., 1::2].cos()], dim=-1).flatten(-3)
+    ### END SOLUTION
+
+
+def proposal_queries(proposals, anchors, query_embed, score_embed, temperature=10000):
+    """MOTRv2's queries: the learned ones, then one per detector proposal.
+
+    Returns:
+        (ref_pts [Q + P, 4], query_pos [Q + P, D]).
+    """
+    ### BEGIN SOLUTION
+    d_model = query_embed.shape[-1]
+    ref_pts = torch.cat([anchors, proposals[:, :4]])
+    scores = sine_embedding(proposals[:, 4:], d_model, temperature) + score_embed
+    return ref_pts, torch.cat([query_embed, scores])
+    ### END SOLUTION
+
+
+# %% tags=["demo"]
+check("m2w04", "proposals")
+
+# %% [markdown]
+# Nearby scores get similar embeddings, and the lowest frequencies carry the coarse value: the
+# cosine similarity of the embeddings of two scores falls off with their difference.
+
+# %% tags=["demo"]
+grid = torch.linspace(0, 1, 101)
+emb = F.normalize(sine_embedding(grid[:, None], 64), dim=-1)
+print("similarity of score 0.9 with 0.9, 0.8, 0.5, 0.1:",
+      [round(float(emb[90] @ emb[j]), 3) for j in (90, 80, 50, 10)])
+
+# %% [markdown]
+# ## Part 5 — SAM's prompt encoding
 #
 # SAM turns a click or a box into a token that a transformer can attend to. A coordinate is a
 # low-dimensional input, and MLPs and attention are notoriously bad at resolving fine
@@ -416,7 +501,7 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# ## Part 5 — A step tracker, trained on pairs of frames
+# ## Part 6 — A step tracker, trained on pairs of frames
 #
 # TrackFormer trains on **pairs of frames**: the track queries of frame $t-1$ come from the
 # ground truth (with some noise), and the loss asks each to find its object in frame $t$. At
@@ -560,7 +645,7 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# ## Part 6 — MOTA and IDF1
+# ## Part 7 — MOTA and IDF1
 #
 # Two numbers summarise a tracker, and they disagree on purpose.
 #
@@ -685,16 +770,6 @@ print(clear_mot(gt_i, gt_b, hyp_i, gt_b))
 print(id_f1(gt_i, gt_b, hyp_i, gt_b))
 
 # %% [markdown]
-# ## Further: MOTRv2's detector proposals
-#
-# MOTR learns to detect and to track with the same queries, and its detection is weak. MOTRv2
-# hands detection to a separate detector (YOLOX): each of its boxes becomes an **anchor** for one
-# query, whose content is a shared learned embedding plus an embedding of the detector's score,
-# and whose reference point is the box (encoded with the same sine encoding as DETR's
-# positions). The MOTR decoder then only refines boxes and decides identities. Try it: replace
-# the detection queries of part 1 by proposals and see how TALA's newborn matching becomes
-# almost trivial.
-#
 # ## What to take away
 #
 # - A track query carries its identity: TALA assigns it its own object (or nothing), and only
@@ -702,6 +777,8 @@ print(id_f1(gt_i, gt_b, hyp_i, gt_b))
 # - Tracks are born above an enter threshold, survive short occlusions, and die after
 #   `miss_tolerance` consecutive low scores; identities are never reused.
 # - The collective average loss divides the clip's summed loss once, by all its objects.
+# - MOTRv2 turns a detector's boxes into reference points and its scores into sine-embedded
+#   positional queries, appended after the learned queries.
 # - SAM encodes prompts with random Fourier features of coordinates in $[-1, 1]$: $[\sin, \cos]$
 #   of $2\pi (2c - 1) G$, plus a learned embedding of the point's role.
 # - MOTA counts per-frame errors (an identity switch costs one); IDF1 measures how long one

@@ -1,6 +1,6 @@
 """m2w04 public self-checks: run them in the notebook with `check("m2w04")` or `check("m2w04", "<part>")`.
 
-Parts: tala, track_update, clip_loss, prompt_encoding, tracker, metrics. These check shapes, small
+Parts: tala, track_update, clip_loss, proposals, prompt_encoding, tracker, metrics. These check shapes, small
 hand-computed cases and properties stated in the notebook; the hidden suite that grades the notebook
 checks much more.
 """
@@ -106,6 +106,24 @@ def test_clip_loss_weights(sub):
     expected = 0.5 * 0.5 * math.log(2) + 0.1 + (1 - 1 / 3)
     assert_close(loss, torch.tensor(expected, dtype=torch.float64), atol=1e-9, rtol=1e-9,
                  what="clip_loss with all weights 1, alpha 0.5, gamma 1")
+
+
+# -- proposals ------------------------------------------------------------------------------------------------
+@pytest.mark.points(1)
+@pytest.mark.kind("value")
+def test_proposals_small_case(sub):
+    """sine_embedding alternates sin and cos; proposal_queries puts the learned queries first, then the proposals."""
+    # F = 2: both features share d = 1, so the value 1/4 gives (sin(pi/2), cos(pi/2)) = (1, 0).
+    emb = sub.sine_embedding(torch.tensor([[0.25, 0.0]], dtype=torch.float64), 2)
+    assert_close(emb, torch.tensor([[1.0, 0.0, 0.0, 1.0]], dtype=torch.float64), atol=1e-6, rtol=0,
+                 what="sine_embedding of (1/4, 0) with 2 features: (sin, cos) of 2 pi v, value after value")
+    proposals = torch.tensor([[0.5, 0.5, 0.2, 0.2, 0.25]], dtype=torch.float64)
+    anchors, query_embed = torch.zeros(2, 4, dtype=torch.float64), torch.ones(2, 2, dtype=torch.float64)
+    ref, pos = sub.proposal_queries(proposals, anchors, query_embed, torch.tensor([10.0, 20.0], dtype=torch.float64))
+    assert_shape(ref, (3, 4), what="ref_pts of 2 learned queries and 1 proposal")
+    assert_close(ref[2], proposals[0, :4], atol=0, rtol=0, what="the proposal's reference box (after the learned ones)")
+    assert_close(pos[2], torch.tensor([11.0, 20.0], dtype=torch.float64), atol=1e-6, rtol=0,
+                 what="the proposal's query: sine embedding of its score 1/4, (1, 0), plus score_embed (10, 20)")
 
 
 # -- prompt_encoding ------------------------------------------------------------------------------------------
