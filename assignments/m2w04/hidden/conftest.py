@@ -80,10 +80,12 @@ def motmetrics_summary(gt_ids, gt_boxes, hyp_ids, hyp_boxes, iou_threshold=0.5):
 
 
 def tracker_output(seed, n=6, frames=10, objects=4, size=48, drop=0.15, false_positives=0.3, swaps=2,
-                   jitter=1.0):
+                   jitter=1.0, decoys=True):
     """A ground truth of moving squares and a tracker's output with every kind of error: boxes
     jittered by up to `jitter` pixels, detections dropped, false positives, identity swaps between
-    two tracks from a random frame on, and a track that is re-identified under a new id. Returns
+    two tracks from a random frame on, a track that is re-identified under a new id, and (`decoys`) every
+    third frame a duplicate box with a fresh id that fits object 0 better than its own track does (CLEAR-MOT
+    keeps the earlier match; Hungarian alone would switch to the duplicate). Returns
     (gt_ids, gt_boxes, hyp_ids, hyp_boxes) as lists over frames, for one video of `n`'s first."""
     g = torch.Generator().manual_seed(seed)
     data = moving_objects(1, seed=seed, frames=frames, size=size, objects=objects, object_size=(6, 12),
@@ -105,6 +107,9 @@ def tracker_output(seed, n=6, frames=10, objects=4, size=48, drop=0.15, false_po
         keep = present & (torch.rand(objects, generator=g) > drop)
         hb = boxes[t][keep] + jitter * (2 * torch.rand(int(keep.sum()), 4, generator=g, dtype=torch.float64) - 1)
         hi = torch.tensor([hyp_of[int(i)] for i in ids[keep]], dtype=torch.long)
+        if decoys and t % 3 == 2 and bool(keep[0]):  # a duplicate that fits object 0 better than its own track
+            hb = torch.cat([hb, boxes[t][0:1]])
+            hi = torch.cat([hi, torch.tensor([700 + t])])
         extra = int(torch.rand((), generator=g) < false_positives)
         if extra:
             corner = torch.randint(0, size - 8, (2,), generator=g).double()
