@@ -639,16 +639,22 @@ def test_segmenter_loss_at_lr_zero(sub, m2w03_trusted, m2w03_lib, m2w03_shapes):
 @pytest.mark.timeout(120)
 def test_segmenter_fits_training_shapes(sub, m2w03_trusted, m2w03_shapes):
     """Your train_segmenter (120 steps, lr 3e-3) fits a TinySegmenter to 12 images of shapes: the grader runs the
-    trained model and pairs each object with a query: mean mask IoU >= 0.6 and >= 90% of the classes right."""
+    trained model and pairs each object with a query: mean mask IoU >= 0.8 and >= 90% of the classes right."""
     data = m2w03_shapes
     _, model = initial_segmenter(sub, m2w03_trusted, seed=0)
     losses = sub.train_segmenter(model, data.images, data.labels, data.masks, 120, 3e-3)
     assert len(losses) == 120, f"train_segmenter(steps=120) should return 120 losses, got {len(losses)}"
     class_logits, mask_logits = model(data.images)
     miou, accuracy = m2w03_trusted.scores(class_logits, mask_logits, data.labels, data.masks)
-    # CALIBRATION (filled in below)
-    assert miou >= 0.6 and accuracy >= 0.9, (
-        f"after training, the queries paired with the 27 objects reach a mean mask IoU of {miou:.3f} (at least 0.6 "
-        f"expected; a correct loop reaches about 0.97) and {accuracy:.0%} correct classes (at least 90% expected). "
-        "Look at train_segmenter: the matching per image, the class targets of matched and unmatched queries, and "
-        "which true mask each matched query is compared with")
+    # Measured (CPU, 1 thread, 3.5-4.5 s a run) over 10 initial weights (seeds 0-9; this is seed 0): the reference
+    # and a loop that matches on non-detached logits (a valid variant) reach mean IoU 1.000 and 100% classes on
+    # all 10 (at 80 steps the reference's minimum was 0.72, hence 120). Broken loops over seeds 0-4 (mIoU):
+    # untrained 0.00-0.12, only the MaskHead's parameters optimised 0.16-0.46, lr ignored (1e-4) 0.05-0.43,
+    # gradients never zeroed 0.00-0.27, SGD instead of AdamW 0.01-0.25. A loop with a fixed query-object
+    # assignment instead of the matching also fits this fixed set (0.74-1.0): test_segmenter_loss_at_lr_zero
+    # catches that, and every other change to the loss.
+    assert miou >= 0.8 and accuracy >= 0.9, (
+        f"after training, the queries paired with the {sum(len(l) for l in data.labels)} objects reach a mean "
+        f"mask IoU of {miou:.3f} (at least 0.8 expected; a correct loop reaches 1.0) and {accuracy:.0%} correct "
+        "classes (at least 90% expected). Look at train_segmenter: AdamW over all of model.parameters() with the "
+        "given lr, zero_grad, backward and step in every step, and the losses of part 2 on the matched pairs")

@@ -82,7 +82,7 @@ def test_mask_losses_dice_hand_computed(sub):
 
 @pytest.mark.points(1)
 @pytest.mark.kind("value")
-def test_mask_losses_focal_hand_computed(sub):
+def test_mask_losses_focal_at_logit_zero(sub):
     """Focal loss of logit 0 on a foreground pixel: alpha (1/2)^gamma ln 2; on a background pixel: (1 - alpha) ..."""
     logits = torch.zeros(1, 2, dtype=torch.float64)
     target = torch.tensor([[1.0, 0.0]], dtype=torch.float64)
@@ -127,8 +127,8 @@ def test_mask_matching_finds_the_right_query(sub):
     cost = sub.mask_matching_cost(class_logits, mask_logits, torch.tensor([0, 1]), masks, class_weight=0.0,
                                   mask_weight=0.0, dice_weight=1.0)
     assert_shape(cost, (3, 2), what="mask_matching_cost for 3 queries and 2 targets")
-    assert float(cost[0, 0]) < 0.01 and float(cost[1, 0]) > 0.9, \
-        "with only the dice term (class_weight=0, mask_weight=0), a perfect mask should cost ~0 and a disjoint one ~1"
+    assert float(cost[0, 0]) < 0.01 and float(cost[1, 0]) > 0.8, \
+        "with only the dice term (class_weight=0, mask_weight=0), a perfect mask should cost ~0 and a missed one ~0.9"
 
 
 # -- boxes_from_masks ----------------------------------------------------------------------------
