@@ -32,7 +32,7 @@
 #
 # This week you write those heads, their losses, the mask-aware matching cost, the conversion
 # from masks to boxes, and OKS; then you train a tiny MaskDINO-style segmenter on synthetic
-# shapes. The box arithmetic, the Hungarian matcher, the sine position encoding and the MLP from
+# shapes, and a tiny DETR-style pose regressor on triangles whose corners are the keypoints. The box arithmetic, the Hungarian matcher, the sine position encoding and the MLP from
 # week 1 of this module are given.
 #
 # **What you may use.** Any tensor operation, `torch.nn`, `torch.nn.functional`, `torch.optim`
@@ -60,6 +60,8 @@
 # | `masks_to_normalized_boxes` | `(cx, cy, w, h)` of the pixel extent (`x1 + 1` exclusive) divided by `(W, H, W, H)` |
 # | keypoints | `[..., K, 2]` as `(x, y)`; the head's `2K` outputs are `x0, y0, x1, y1, ...`, through a sigmoid |
 # | OKS | COCO's: `exp(−d² / (2 · area · (2σ)²))` averaged over keypoints with visibility > 0 |
+# | training loops | full batch, `AdamW(model.parameters(), lr=lr)`, return one loss per step (before the step), end in `eval()` |
+# | training losses | segmenter `2 · CE + 100 · focal + 5 · dice`; pose `2 · CE + 5 · keypoint L1`; "no object" weighted 0.1 in the CE |
 
 # %%
 import math
@@ -365,6 +367,29 @@ def masks_to_normalized_boxes(masks):
 check("m2w03", "boxes_from_masks")
 
 # %% [markdown]
+# The kit's shapes come with masks and boxes; the boxes you derive from the masks should sit
+# exactly on the drawn extent (red), and torchvision's inclusive box (dashed) one pixel inside at
+# the right and bottom edges.
+
+# %% tags=["demo"]
+from matplotlib.patches import Rectangle
+
+from autograder.kit.data import shapes
+
+demo = shapes(3, seed=3, size=32, kinds=("square", "disc", "triangle"))
+fig, axes = plt.subplots(1, 3, figsize=(9, 3))
+for ax, image, masks in zip(axes, demo.images, demo.masks):
+    ax.imshow(image.permute(1, 2, 0))
+    cx, cy, w, h = (masks_to_normalized_boxes(masks) * 32).unbind(-1)
+    for x, y, bw, bh in zip(cx - w / 2, cy - h / 2, w, h):
+        ax.add_patch(Rectangle((x - 0.5, y - 0.5), bw, bh, fill=False, color="red"))   # imshow centres pixels on integers
+    for x0, y0, x1, y1 in masks_to_boxes(masks):
+        ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, color="white", ls="--"))
+    ax.axis("off")
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
 # ## Part 5 — Pose: keypoints per query, and OKS
 #
 # **Regressing keypoints.** A DETR-style pose model lets each query predict one person: a class
@@ -543,3 +568,181 @@ def train_segmenter(model, images, labels, masks, steps, lr):
 
 # %% tags=["demo"]
 check("m2w03", "segmenter")
+
+# %% [markdown]
+# Train it (about 5 seconds on one CPU thread) and look at what each matched query predicts: the
+# true masks, the predicted masks of the queries the Hungarian matching pairs with them, and the
+# boxes your `masks_to_boxes` derives from the predictions.
+
+# %% tags=["demo"]
+import time
+
+from scipy.optimize import linear_sum_assignment
+
+train = shapes(12, seed=0, size=24, object_size=(5, 10))
+torch.manual_seed(0)
+segmenter = TinySegmenter()
+start = time.time()
+seg_losses = train_segmenter(segmenter, train.images, train.labels, train.masks, 120, 3e-3)
+print(f"120 steps in {time.time() - start:.1f} s; loss {seg_losses[0]:.2f} -> {seg_losses[-1]:.3f}")
+with torch.no_grad():
+    seg_classes, seg_masks = segmenter(train.images)
+
+
+def object_map(masks):
+    """[k, H, W] masks -> [H, W]: 0 for background, i + 1 where mask i is (the first, where they overlap)."""
+    return (masks.float().argmax(0) + 1) * masks.any(0)
+
+
+fig, axes = plt.subplots(3, 4, figsize=(10, 7.5))
+for col in range(4):
+    q, t = match_masks(seg_classes[col], seg_masks[col], train.labels[col], train.masks[col])
+    predicted = seg_masks[col, q] > 0
+    axes[0, col].imshow(train.images[col].permute(1, 2, 0))
+    axes[1, col].imshow(object_map(train.masks[col][t]), cmap="tab10", vmin=0, vmax=9)
+    axes[2, col].imshow(object_map(predicted), cmap="tab10", vmin=0, vmax=9)
+    for x0, y0, x1, y1 in masks_to_boxes(predicted):
+        axes[2, col].add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0 + 1, y1 - y0 + 1, fill=False, color="white"))
+    axes[2, col].set_title(f"queries {q.tolist()}", fontsize=8)
+for ax, name in zip(axes[:, 0], ("image", "true masks", "matched queries' masks")):
+    ax.set_ylabel(name)
+for ax in axes.flat:
+    ax.set_xticks([])
+    ax.set_yticks([])
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ## Part 7 — Training a tiny DETR-style pose regressor
+#
+# The same recipe with the keypoint head. The model below is given: a small CNN reduces the image
+# to a grid of tokens, a transformer (one encoder layer, two decoder layers) refines
+# `num_queries` learned queries, a linear class head says "object" (class 0) or "no object"
+# (class 1) per query, and your `KeypointHead` regresses the `K` keypoints of each query,
+# normalised to $[0, 1]$.
+#
+# Write `train_pose(model, images, keypoints, steps, lr)`: `images [n, 3, H, W]`, and per image
+# its objects' keypoints `[k, K, 3]` as `(x, y, v)` with `x, y` **normalised** by the image's
+# width and height. Train for `steps` full-batch steps of
+# `torch.optim.AdamW(model.parameters(), lr=lr)`, return the `steps` losses (floats, each before
+# its step), `model.train()` first and `model.eval()` at the end. Each step:
+#
+# 1. run the model: class logits `[n, Q, 2]`, keypoints `[n, Q, K, 2]`;
+# 2. per image, the matching cost of query $q$ and object $j$ is
+#    $-\hat p_q(\text{object}) + 5 \sum_{i:\, v_{ji} > 0} \lVert \hat k_{qi} - k_{ji} \rVert_1$
+#    (the class probability after a softmax, and the L1 distance of the labelled keypoints), and
+#    the given `hungarian_match` pairs them;
+# 3. the class loss: cross-entropy over all queries of all images, target 0 for matched queries
+#    and 1 ("no object") for the others, class weights `[1, 0.1]`;
+# 4. the keypoint loss: your `keypoint_l1_loss` over the matched pairs of all images together,
+#    `num_objects` the number of objects in the batch;
+# 5. `loss = 2 * class_loss + 5 * keypoint_loss`.
+#
+# The grader builds the model, calls your `train_pose` on images of triangles (their three
+# corners are the keypoints), runs the trained model itself, takes each image's most confident
+# query and scores its keypoints against the truth with COCO's OKS (with your function's formula,
+# computed on the grader's side).
+
+# %%
+class TinyPoseNet(nn.Module):
+    """A DETR-style keypoint regressor for small images (given): CNN, transformer, class head, KeypointHead."""
+
+    def __init__(self, num_keypoints=3, hidden_dim=64, num_queries=4):
+        super().__init__()
+        self.backbone = nn.Sequential(nn.Conv2d(3, 32, 3, stride=2, padding=1), nn.ReLU(),
+                                      nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.ReLU(),
+                                      nn.Conv2d(64, hidden_dim, 3, stride=2, padding=1))
+        self.position = SinePositionEmbedding(hidden_dim // 2)
+        self.query_embed = nn.Embedding(num_queries, hidden_dim)
+        self.transformer = nn.Transformer(hidden_dim, nhead=4, num_encoder_layers=1, num_decoder_layers=2,
+                                          dim_feedforward=128, dropout=0.0, batch_first=True)
+        self.class_embed = nn.Linear(hidden_dim, 2)
+        self.keypoint_head = KeypointHead(hidden_dim, num_keypoints)
+
+    def forward(self, images):
+        features = self.backbone(images)
+        b = features.shape[0]
+        tokens = (features + self.position(features)).flatten(2).transpose(1, 2)
+        queries = self.transformer(tokens, self.query_embed.weight.expand(b, -1, -1))
+        return self.class_embed(queries), self.keypoint_head(queries)
+
+
+def train_pose(model, images, keypoints, steps, lr):
+    """Full-batch AdamW training with Hungarian-matched class and keypoint L1 losses; returns the step losses."""
+    ### BEGIN SOLUTION
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    num_objects = sum(len(k) for k in keypoints)
+    weight = torch.tensor([1.0, 0.1])
+    model.train()
+    losses = []
+    for _ in range(steps):
+        class_logits, points = model(images)
+        class_targets = torch.ones(class_logits.shape[:2], dtype=torch.long)      # "no object"
+        preds, targets = [], []
+        for b in range(len(images)):
+            target = keypoints[b]
+            labelled = (target[:, :, 2] > 0).to(points.dtype)                     # [k, K]
+            distance = (points[b, :, None].detach() - target[None, :, :, :2]).abs().sum(-1)  # [Q, k, K]
+            cost = -class_logits[b].detach().softmax(-1)[:, :1] + 5 * (distance * labelled).sum(-1)
+            q, t = hungarian_match(cost)
+            class_targets[b, q] = 0
+            preds.append(points[b, q])
+            targets.append(target[t])
+        class_loss = F.cross_entropy(class_logits.flatten(0, 1), class_targets.flatten(), weight=weight.to(class_logits.dtype))
+        loss = 2 * class_loss + 5 * keypoint_l1_loss(torch.cat(preds), torch.cat(targets), num_objects)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    model.eval()
+    return losses
+    ### END SOLUTION
+
+
+# %% tags=["demo"]
+check("m2w03", "pose_training")
+
+# %% [markdown]
+# Train the pose regressor on triangles and draw each image's most confident query's keypoints
+# (crosses) on the true corners (circles), with the OKS your `keypoint_oks` gives it (σ = 0.1 for
+# the three corners, the area of the triangle's mask).
+
+# %% tags=["demo"]
+tri = shapes(12, seed=1, size=24, objects=(1, 1), kinds=("triangle",), object_size=(8, 14))
+tri_keypoints = [k / torch.tensor([24.0, 24.0, 1.0]) for k in tri.keypoints]
+torch.manual_seed(0)
+pose_net = TinyPoseNet()
+pose_losses = train_pose(pose_net, tri.images, tri_keypoints, 200, 3e-3)
+with torch.no_grad():
+    pose_classes, pose_points = pose_net(tri.images)
+best = pose_classes.softmax(-1)[..., 0].argmax(-1)
+fig, axes = plt.subplots(1, 6, figsize=(12, 2.3))
+for i, ax in enumerate(axes):
+    pred = pose_points[i, best[i]] * 24
+    truth = tri.keypoints[i][0]
+    oks = keypoint_oks(pred[None].double(), truth[None].double(), tri.masks[i].sum()[None].double(),
+                       torch.full((3,), 0.1, dtype=torch.float64))
+    ax.imshow(tri.images[i].permute(1, 2, 0))
+    ax.scatter(truth[:, 0] - 0.5, truth[:, 1] - 0.5, s=40, facecolors="none", edgecolors="cyan")
+    ax.scatter(pred[:, 0] - 0.5, pred[:, 1] - 0.5, s=40, marker="x", color="red")
+    ax.set_title(f"OKS {oks.item():.2f}", fontsize=9)
+    ax.axis("off")
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ## What to take away
+#
+# - A query is an object: give it a mask head (an MLP whose output is dotted with per-pixel
+#   embeddings) or a keypoint head (an MLP with a sigmoid) and the same decoder segments or
+#   estimates pose. One pixel map serves every query.
+# - Masks are trained with two losses that fail in different ways: a focal (or plain) binary
+#   cross-entropy per pixel, averaged per mask, and a dice loss per mask; both are summed over
+#   masks and divided by the number of ground-truth masks.
+# - The matching cost for masks reuses those losses for every query–target pair, written as
+#   matrix products; the Hungarian matcher does not change.
+# - Masks give boxes; mind the convention (inclusive indices or the pixel extent).
+# - OKS is COCO's IoU for keypoints: $\exp(-d^2 / (2 s^2 (2\sigma)^2))$ averaged over the labelled
+#   keypoints, with $s^2$ the object's area.
+#
+# Next week: the queries get a memory across frames — tracking.

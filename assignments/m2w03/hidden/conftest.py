@@ -142,16 +142,49 @@ class TrustedSegmenter(nn.Module):
         return self.head(queries, pixel)
 
 
+class TrustedPoseNet(nn.Module):
+    """The notebook's TinyPoseNet, same names and layout: the source of the initial weights."""
+
+    def __init__(self, num_keypoints=3, hidden_dim=64, num_queries=4):
+        super().__init__()
+        self.backbone = nn.Sequential(nn.Conv2d(3, 32, 3, stride=2, padding=1), nn.ReLU(),
+                                      nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.ReLU(),
+                                      nn.Conv2d(64, hidden_dim, 3, stride=2, padding=1))
+        self.query_embed = nn.Embedding(num_queries, hidden_dim)
+        self.transformer = nn.Transformer(hidden_dim, nhead=4, num_encoder_layers=1, num_decoder_layers=2,
+                                          dim_feedforward=128, dropout=0.0, batch_first=True)
+        self.class_embed = nn.Linear(hidden_dim, 2)
+        self.keypoint_head = TrustedKeypointHead(hidden_dim, num_keypoints)
+
+    def forward(self, images):
+        features = self.backbone(images)
+        b, d = features.shape[:2]
+        tokens = (features + sine_position(features, d // 2)).flatten(2).transpose(1, 2)
+        queries = self.transformer(tokens, self.query_embed.weight.expand(b, -1, -1))
+        return self.class_embed(queries), self.keypoint_head(queries)
+
+
 @pytest.fixture(scope="session")
 def m2w03_trusted() -> types.SimpleNamespace:
     return types.SimpleNamespace(MaskHead=TrustedMaskHead, KeypointHead=TrustedKeypointHead,
-                                 Segmenter=TrustedSegmenter, scores=segmentation_scores)
+                                 Segmenter=TrustedSegmenter, PoseNet=TrustedPoseNet,
+                                 scores=segmentation_scores)
 
 
 @pytest.fixture(scope="session")
 def m2w03_shapes():
     """The training set of the segmenter: 12 images of 24x24 pixels, 1-3 squares or discs of 5-10 pixels."""
     return shapes(12, seed=0, size=24, object_size=(5, 10))
+
+
+@pytest.fixture(scope="session")
+def m2w03_triangles():
+    """The training set of the pose regressor: 12 images of 24x24 pixels, one triangle of 8-14 pixels each; its
+    keypoints (apex, bottom-left, bottom-right) normalised by the image size, and the triangles' areas in pixels."""
+    data = shapes(12, seed=1, size=24, objects=(1, 1), kinds=("triangle",), object_size=(8, 14))
+    keypoints = [k / torch.tensor([24.0, 24.0, 1.0]) for k in data.keypoints]
+    areas = torch.tensor([float(m.sum()) for m in data.masks], dtype=torch.float64)
+    return types.SimpleNamespace(images=data.images, keypoints=keypoints, pixels=data.keypoints, areas=areas)
 
 
 def segmentation_scores(class_logits, mask_logits, labels, masks):

@@ -104,7 +104,7 @@ def test_mask_head_logits_dot_product(sub):
     assert_close(sub.mask_logits(m, e), expected, what="mask_logits (query-pixel dot products)", **F64)
 
 
-@pytest.mark.points(3)
+@pytest.mark.points(2)
 @pytest.mark.kind("value")
 @pytest.mark.parametrize("cfg", list(HEADS))
 def test_mask_head_matches_trusted(sub, m2w03_trusted, cfg):
@@ -313,7 +313,7 @@ def test_mask_matching_cost_matches_trusted(sub, m2w03_lib, weights):
     assert_close(got, expected, what=f"mask_matching_cost with {kwargs or 'the default weights'}", **F64)
 
 
-@pytest.mark.points(3)
+@pytest.mark.points(2)
 @pytest.mark.kind("value")
 @pytest.mark.parametrize("weights", ["defaults", "class3_mask0.5_dice4"])
 def test_mask_matching_brute_force(sub, m2w03_lib, weights):
@@ -384,7 +384,7 @@ def test_boxes_from_masks_match_torchvision(sub, m2w03_lib, dtype):
                      "mask 6 empty)", atol=0, rtol=0)  # integer coordinates: exact
 
 
-@pytest.mark.points(3)
+@pytest.mark.points(2)
 @pytest.mark.kind("value")
 def test_boxes_from_masks_normalized(sub, m2w03_lib):
     """masks_to_normalized_boxes is (cx, cy, w, h) of the pixel extent / (W, H, W, H): torchvision's box plus one
@@ -515,7 +515,7 @@ def pose_problem(n, m, k, seed):
     return pred, target, areas, sigmas
 
 
-@pytest.mark.points(4)
+@pytest.mark.points(3)
 @pytest.mark.kind("value")
 def test_pose_oks_matches_pycocotools(sub):
     """keypoint_oks equals pycocotools' computeOks (COCO's OKS) for every prediction-truth pair, with unlabelled
@@ -611,7 +611,7 @@ def trusted_training_loss(m2w03_lib, class_logits, mask_logits, labels, masks):
             + 100 * m2w03_lib.focal_loss(pred, true, n) + 5 * m2w03_lib.dice_loss(pred, true, n))
 
 
-@pytest.mark.points(4)
+@pytest.mark.points(3)
 @pytest.mark.kind("value")
 def test_segmenter_loss_at_lr_zero(sub, m2w03_trusted, m2w03_lib, m2w03_shapes):
     """With lr = 0, train_segmenter leaves the weights unchanged and returns `steps` losses, each equal to the
@@ -634,7 +634,7 @@ def test_segmenter_loss_at_lr_zero(sub, m2w03_trusted, m2w03_lib, m2w03_shapes):
                       "num_masks = the objects in the batch)")
 
 
-@pytest.mark.points(12)
+@pytest.mark.points(8)
 @pytest.mark.kind("convergence")
 @pytest.mark.timeout(120)
 def test_segmenter_fits_training_shapes(sub, m2w03_trusted, m2w03_shapes):
@@ -658,3 +658,91 @@ def test_segmenter_fits_training_shapes(sub, m2w03_trusted, m2w03_shapes):
         f"mask IoU of {miou:.3f} (at least 0.8 expected; a correct loop reaches 1.0) and {accuracy:.0%} correct "
         "classes (at least 90% expected). Look at train_segmenter: AdamW over all of model.parameters() with the "
         "given lr, zero_grad, backward and step in every step, and the losses of part 2 on the matched pairs")
+
+
+# == pose_training ============================================================================
+def initial_pose_net(sub, m2w03_trusted, seed):
+    """The notebook's TinyPoseNet holding the trusted model's initial weights (PyTorch's default init, seed)."""
+    torch.manual_seed(seed)
+    trusted = m2w03_trusted.PoseNet()
+    model = sub.TinyPoseNet()
+    model.load_state_dict({k: v.clone() for k, v in trusted.state_dict().items()}, strict=True)
+    return trusted, model
+
+
+def trusted_pose_loss(class_logits, points, keypoints):
+    """The loss of the notebook's pose recipe, computed here in float64 with scipy's matcher."""
+    from scipy.optimize import linear_sum_assignment
+
+    class_logits, points = class_logits.double(), points.double()
+    targets = torch.ones(class_logits.shape[:2], dtype=torch.long)
+    total, count = 0.0, 0
+    for b, target in enumerate(keypoints):
+        target = target.double()
+        labelled = (target[:, :, 2] > 0).double()
+        cost = torch.zeros(points.shape[1], len(target), dtype=torch.float64)
+        for q in range(points.shape[1]):
+            for j in range(len(target)):
+                l1 = ((points[b, q] - target[j, :, :2]).abs().sum(-1) * labelled[j]).sum()
+                cost[q, j] = -class_logits[b, q].softmax(-1)[0] + 5 * l1
+        rows, cols = linear_sum_assignment(cost.numpy())
+        for q, j in zip(rows, cols):
+            targets[b, q] = 0
+            total = total + ((points[b, q] - target[j, :, :2]).abs().sum(-1) * labelled[j]).sum()
+        count += len(target)
+    class_loss = F.cross_entropy(class_logits.flatten(0, 1), targets.flatten(),
+                                 weight=torch.tensor([1.0, 0.1], dtype=torch.float64))
+    return 2 * class_loss + 5 * total / count
+
+
+@pytest.mark.points(4)
+@pytest.mark.kind("value")
+def test_pose_training_loss_at_lr_zero(sub, m2w03_trusted, m2w03_triangles):
+    """With lr = 0, train_pose leaves the weights unchanged and returns `steps` losses, each equal to the recipe's
+    loss (matching on class probability and keypoint L1, class weights [1, 0.1], 2 class + 5 keypoint L1)."""
+    data = m2w03_triangles
+    images = data.images[:5]
+    keypoints = [k.clone() for k in data.keypoints[:5]]
+    keypoints[1][0, 2, 2] = 0.0                                        # one unlabelled keypoint: it must not count
+    trusted, model = initial_pose_net(sub, m2w03_trusted, seed=200)
+    losses = sub.train_pose(model, images, keypoints, 2, 0.0)
+    assert isinstance(losses, (list, tuple)) and len(losses) == 2, \
+        f"train_pose(steps=2) should return a list of 2 losses, got {losses!r:.80}"
+    state = model.state_dict()
+    for name, value in trusted.state_dict().items():
+        assert_close(state[name], value, what=f"`{name}` after train_pose with lr=0", atol=0, rtol=0)
+    with torch.no_grad():
+        expected = float(trusted_pose_loss(*trusted(images), keypoints))
+    # float32 model outputs: the loss (~4) is reproduced to ~1e-6 relative; 1e-4 allows any summation order.
+    assert_close(torch.tensor([float(v) for v in losses]), torch.full((2,), expected), atol=1e-4, rtol=1e-4,
+                 what="the losses train_pose returns at lr=0 (2 class + 5 keypoint L1 over labelled keypoints, "
+                      "class weights [1, 0.1], num_objects = the objects in the batch)")
+
+
+@pytest.mark.points(7)
+@pytest.mark.kind("convergence")
+@pytest.mark.timeout(120)
+def test_pose_training_fits_triangles(sub, m2w03_trusted, m2w03_triangles):
+    """Your train_pose (200 steps, lr 3e-3) fits a TinyPoseNet to the corners of 12 triangles: the grader runs the
+    trained model, takes each image's most confident query and scores it with OKS (sigma 0.1): mean >= 0.75."""
+    data = m2w03_triangles
+    _, model = initial_pose_net(sub, m2w03_trusted, seed=0)
+    losses = sub.train_pose(model, data.images, data.keypoints, 200, 3e-3)
+    assert len(losses) == 200, f"train_pose(steps=200) should return 200 losses, got {len(losses)}"
+    class_logits, points = model(data.images)
+    n = len(data.images)
+    best = class_logits.double().softmax(-1)[..., 0].argmax(-1)
+    pred = points.double()[torch.arange(n), best] * 24.0              # pixels
+    truth = torch.stack([k[0] for k in data.pixels]).double()          # [n, 3, 3]
+    d2 = ((pred - truth[..., :2]) ** 2).sum(-1)
+    oks = torch.exp(-d2 / (2 * data.areas[:, None] * (2 * 0.1) ** 2)).mean(-1)   # COCO's OKS, all labelled
+    score = float(oks.mean())
+    # Measured (CPU, 1 thread, 4.5-6.5 s a run) over 10 initial weights (seeds 0-9; this is seed 0): the reference
+    # 0.903 / 0.973 / 0.987 (min / median / max), and the same for a loop that matches on non-detached outputs (a
+    # valid variant). At 120 steps the reference ranged 0.28-0.97, hence 200. Broken loops over seeds 0-4: lr
+    # ignored (1e-4) 0.32-0.53, only the KeypointHead optimised 0.07-0.20, untrained 0.06-0.10.
+    assert score >= 0.75, (
+        f"after training, the most confident query of each image scores a mean OKS of {score:.3f} against the "
+        "triangles' corners (at least 0.75 expected). Look at train_pose: AdamW over all of model.parameters() "
+        "with the given lr, the matching per image, the class targets (0 matched, 1 the others) and the "
+        "keypoint loss on the matched pairs")

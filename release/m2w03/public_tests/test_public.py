@@ -1,6 +1,6 @@
 """m2w03 public self-checks: run them in the notebook with `check("m2w03")` or `check("m2w03", "<part>")`.
 
-Parts: mask_head, mask_losses, mask_matching, boxes_from_masks, pose, segmenter. These check shapes,
+Parts: mask_head, mask_losses, mask_matching, boxes_from_masks, pose, segmenter, pose_training. These check shapes,
 small hand-computed cases and properties stated in the notebook; the hidden suite that grades the
 notebook checks much more (other sizes, the trusted libraries' values, gradients, a training run).
 """
@@ -217,4 +217,23 @@ def test_segmenter_returns_losses_and_learns(sub):
     assert len(losses) == 10, f"train_segmenter(steps=10) should return 10 losses, got {len(losses)}"
     assert all(math.isfinite(float(v)) for v in losses), f"the losses should be finite numbers: {losses}"
     assert model.training is False, "train_segmenter should leave the model in eval mode (model.eval())"
+    assert float(losses[-1]) < float(losses[0]), f"the loss did not fall in 10 steps: {losses}"
+
+
+# -- pose_training -------------------------------------------------------------------------------
+@pytest.mark.points(1)
+@pytest.mark.kind("value")
+def test_pose_training_returns_losses_and_learns(sub):
+    """train_pose returns one finite loss per step, leaves the model in eval mode, and lowers the loss on two
+    images (10 steps)."""
+    from autograder.kit.data import shapes
+
+    data = shapes(2, seed=5, size=16, object_size=(6, 9), objects=(1, 1), kinds=("triangle",))
+    keypoints = [k / torch.tensor([16.0, 16.0, 1.0]) for k in data.keypoints]
+    torch.manual_seed(0)
+    model = sub.TinyPoseNet()
+    losses = sub.train_pose(model, data.images, keypoints, 10, 3e-3)
+    assert len(losses) == 10, f"train_pose(steps=10) should return 10 losses, got {len(losses)}"
+    assert all(math.isfinite(float(v)) for v in losses), f"the losses should be finite numbers: {losses}"
+    assert model.training is False, "train_pose should leave the model in eval mode (model.eval())"
     assert float(losses[-1]) < float(losses[0]), f"the loss did not fall in 10 steps: {losses}"
