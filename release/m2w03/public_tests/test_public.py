@@ -46,6 +46,9 @@ def test_mask_head_module_layout(sub):
     expected = sorted(["decoder_norm.weight", "decoder_norm.bias", "class_embed.weight", "class_embed.bias"]
                       + [f"mask_embed.layers.{i}.{p}" for i in range(3) for p in ("weight", "bias")])
     assert names == expected, f"MaskHead's parameters should be named {expected}, not {names}"
+    two = sorted(k for k in sub.MaskHead(16, 3, 8, num_layers=2).state_dict() if k.startswith("mask_embed"))
+    assert two == sorted(f"mask_embed.layers.{i}.{p}" for i in range(2) for p in ("weight", "bias")), \
+        f"MaskHead(16, 3, 8, num_layers=2) should have a 2-layer mask_embed, not {two}"
     classes, masks = head(torch.randn(2, 5, 16), torch.randn(2, 8, 6, 4))
     assert_shape(classes, (2, 5, 4), what="MaskHead's class logits (num_classes + 1 columns)")
     assert_shape(masks, (2, 5, 6, 4), what="MaskHead's mask logits for 6 x 4 pixel embeddings")
@@ -94,6 +97,19 @@ def test_mask_losses_focal_at_logit_zero(sub):
                  what="sigmoid_focal_loss with alpha=-1, gamma=0 (the BCE) and num_masks=2", **EXACT64)
 
 
+@pytest.mark.points(1)
+@pytest.mark.kind("value")
+def test_mask_losses_focal_alpha_and_gamma(sub):
+    """Logit ln 3 (p = 3/4) on a foreground and a background pixel, alpha=0.75, gamma=1: p_t is 3/4 and 1/4, the
+    weights 0.75 and 0.25, so the pixels cost 0.75 (1/4) ln(4/3) and 0.25 (3/4) ln 4."""
+    logits = torch.full((1, 2), math.log(3.0), dtype=torch.float64)
+    target = torch.tensor([[1.0, 0.0]], dtype=torch.float64)
+    expected = (0.75 * 0.25 * math.log(4 / 3) + 0.25 * 0.75 * math.log(4)) / 2
+    assert_close(sub.sigmoid_focal_loss(logits, target, 1, alpha=0.75, gamma=1.0),
+                 torch.tensor(expected, dtype=torch.float64),
+                 what="sigmoid_focal_loss with alpha=0.75 (on the foreground), gamma=1 (the power of 1 - p_t)", **EXACT64)
+
+
 # -- mask_matching -------------------------------------------------------------------------------
 @pytest.mark.points(1)
 @pytest.mark.kind("value")
@@ -129,6 +145,29 @@ def test_mask_matching_finds_the_right_query(sub):
     assert_shape(cost, (3, 2), what="mask_matching_cost for 3 queries and 2 targets")
     assert float(cost[0, 0]) < 0.01 and float(cost[1, 0]) > 0.8, \
         "with only the dice term (class_weight=0, mask_weight=0), a perfect mask should cost ~0 and a missed one ~0.9"
+
+
+@pytest.mark.points(1)
+@pytest.mark.kind("value")
+def test_mask_matching_weights_decide(sub):
+    """Query 0 draws the target's mask but gives its class little probability; query 1 the reverse. The default
+    weights (mask terms dominate) pick query 0; class_weight=10 without mask terms picks query 1. With only the
+    class term, the cost is minus the softmax probability of the target's class."""
+    masks = torch.zeros(1, 4, 4, dtype=torch.bool)
+    masks[0, 1:3, 1:3] = True
+    mask_logits = torch.stack([torch.where(masks[0], 6.0, -6.0), torch.full((4, 4), -6.0)]).double()
+    class_logits = torch.tensor([[0.0, 0.0, 2.0], [3.0, 0.0, 0.0]], dtype=torch.float64)
+    labels = torch.tensor([0])
+    q, _ = sub.match_masks(class_logits, mask_logits, labels, masks)
+    assert torch.as_tensor(q).tolist() == [0], f"with the default weights match_masks chose query {q}, not 0"
+    q, _ = sub.match_masks(class_logits, mask_logits, labels, masks, class_weight=10.0, mask_weight=0.0,
+                           dice_weight=0.0)
+    assert torch.as_tensor(q).tolist() == [1], \
+        f"with class_weight=10, mask_weight=0, dice_weight=0 match_masks chose query {q}, not 1 (pass the weights on)"
+    cost = sub.mask_matching_cost(class_logits, mask_logits, labels, masks, class_weight=1.0, mask_weight=0.0,
+                                  dice_weight=0.0)
+    assert_close(cost, -class_logits.softmax(-1)[:, :1], what="the class term of the cost (-softmax probability)",
+                 **EXACT64)
 
 
 # -- boxes_from_masks ----------------------------------------------------------------------------
@@ -167,6 +206,9 @@ def test_pose_head_layout(sub):
     names = sorted(head.state_dict())
     expected = sorted(f"keypoint_embed.layers.{i}.{p}" for i in range(3) for p in ("weight", "bias"))
     assert names == expected, f"KeypointHead's parameters should be named {expected}, not {names}"
+    one = sorted(sub.KeypointHead(8, 3, num_layers=1).state_dict())
+    assert one == ["keypoint_embed.layers.0.bias", "keypoint_embed.layers.0.weight"], \
+        f"KeypointHead(8, 3, num_layers=1) should have a 1-layer keypoint_embed, not {one}"
     state = head.state_dict()
     state["keypoint_embed.layers.2.weight"] = torch.zeros_like(state["keypoint_embed.layers.2.weight"])
     state["keypoint_embed.layers.2.bias"] = torch.tensor([0.0, 0.0, math.log(3), 0.0, 0.0, -math.log(3)])
@@ -190,6 +232,12 @@ def test_pose_oks_one_keypoint(sub):
     assert_shape(oks, (2, 1), what="keypoint_oks of 2 predictions and 1 ground truth")
     assert_close(oks, torch.tensor([[math.exp(-1)], [1.0]], dtype=torch.float64),
                  what="OKS (area is s^2, k = 2 sigma)", **EXACT64)
+    unlabelled = torch.tensor([[[3.0, 4.0, 2.0], [0.0, 0.0, 0.0]]], dtype=torch.float64)
+    far = torch.tensor([[[3.0, 4.0], [50.0, 50.0]]], dtype=torch.float64)
+    oks = sub.keypoint_oks(far, unlabelled, torch.tensor([2.0], dtype=torch.float64),
+                           torch.tensor([0.25, 0.25], dtype=torch.float64))
+    assert_close(oks, torch.ones(1, 1, dtype=torch.float64), what="OKS when the only wrong keypoint is unlabelled "
+                 "(v = 0: it does not count)", **EXACT64)
 
 
 @pytest.mark.points(1)
