@@ -472,11 +472,12 @@ check("m2w03", "pose")
 # ## Part 6 — Training a tiny MaskDINO-style segmenter
 #
 # Now the pieces work together. The model below is given: a small CNN backbone keeps a
-# full-resolution feature map (for the pixel embeddings) and reduces the image to a 4×4 grid of
-# tokens (stride 8); a one-layer transformer encoder and a two-layer decoder with `num_queries`
-# learned queries follow, as in DETR; the **pixel decoder** adds the upsampled encoder output to
-# the projected full-resolution feature (MaskDINO's fusion of stride-4 and stride-8 features,
-# one level down); and your `MaskHead` reads the queries against that pixel map.
+# full-resolution feature map (for the pixel embeddings) and reduces the image to a grid of
+# tokens at stride 8 (3×3 for our 24×24 images); a one-layer transformer encoder and a
+# two-layer decoder with `num_queries` learned queries follow, as in DETR; the **pixel decoder**
+# adds the upsampled encoder output to the projected full-resolution feature (MaskDINO fuses
+# stride-4 and stride-8 features; our images are tiny, so full resolution and stride 8); and
+# your `MaskHead` reads the queries against that pixel map.
 #
 # Write `train_segmenter(model, images, labels, masks, steps, lr)`: train `model` on the whole
 # batch (`images [n, 3, H, W]`, and per image its `labels [k]` (long) and `masks [k, H, W]`
@@ -493,11 +494,11 @@ check("m2w03", "pose")
 #    `F.cross_entropy(logits, targets, weight=...)`;
 # 4. the **mask losses** over the matched pairs of all images together: your
 #    `sigmoid_focal_loss` and `dice_loss` with `num_masks` the number of objects in the batch;
-# 5. the total, `loss = 2 * class_loss + 100 * focal + 5 * dice`. (The focal loss is averaged
-#    over pixels and scaled by α = 0.25 and $(1 - p_t)^2$, so it is about two orders of magnitude
-#    smaller than the BCE it replaces; the factor 100 puts it on the scale of Mask2Former's BCE,
-#    weight 5.) Match on detached predictions: the matching is a choice, not a function to
-#    differentiate.
+# 5. the total, `loss = 2 * class_loss + 100 * focal + 5 * dice`. (The focal loss scales every
+#    pixel's BCE by $\alpha_t \le 0.75$ and $(1 - p_t)^2 \le 1$, an easy pixel's by orders of
+#    magnitude, so it is much smaller than the BCE it replaces; the factor 100 brings it to the
+#    scale of Mask2Former's BCE term, weight 5.) Match on detached predictions: the matching is
+#    a choice, not a function to differentiate.
 #
 # The grader builds the model, calls your `train_segmenter`, then runs the trained model on the
 # training images itself and measures the masks of the matched queries: their mean IoU with the
