@@ -1,60 +1,38 @@
 """Trusted implementations and data for m2w03's hidden suite (the trusted side only).
 
-The trusted losses are the libraries' own code: DETR's `dice_loss` and `sigmoid_focal_loss` from
-transformers/loss/loss_for_object_detection.py, Mask2Former's `pair_wise_dice_loss` and
-`pair_wise_sigmoid_cross_entropy_loss` from transformers/models/mask2former, and torchvision's
-`masks_to_boxes` and `sigmoid_focal_loss`. Importing transformers or torchvision costs 6-20 s on
-the grading machines, more than the rest of the suite, so the functions are read from the
-installed packages' source files (located with importlib, not imported) and executed on their
-own: the libraries' code, line for line, without their import chains. OKS comes from pycocotools'
-`COCOeval.computeOks`, imported normally (it is light). Fixture names start with `m2w03_`.
+The trusted losses are the libraries' own: DETR's `dice_loss` and `sigmoid_focal_loss` from
+transformers' loss module, Mask2Former's `pair_wise_dice_loss` and
+`pair_wise_sigmoid_cross_entropy_loss`, and torchvision's `masks_to_boxes` and
+`sigmoid_focal_loss`, imported when the first test asks for them (a few seconds, paid once per
+grading process). OKS comes from pycocotools' `COCOeval.computeOks`. Fixture names start with `m2w03_`.
 """
 
 from __future__ import annotations
 
-import ast
-import importlib.util
 import math
 import types
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
-from torch import Tensor, nn
+from torch import nn
 
 from autograder.kit.data import shapes
-
-
-def library_functions(package: str, relative: str, names: list[str]) -> dict:
-    """The named top-level functions of `package/relative`, compiled from the installed file."""
-    spec = importlib.util.find_spec(package)   # finds the package without running its __init__
-    path = Path(list(spec.submodule_search_locations)[0]) / relative
-    tree = ast.parse(path.read_text())
-    found = [node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name in names]
-    missing = set(names) - {node.name for node in found}
-    assert not missing, f"{missing} not found in {path}: the installed {package} changed"
-    for node in found:
-        node.decorator_list = []
-    namespace = {"torch": torch, "nn": nn, "F": F, "Tensor": Tensor, "_log_api_usage_once": lambda fn: None}
-    exec(compile(ast.Module(body=found, type_ignores=[]), str(path), "exec"), namespace)
-    return {name: namespace[name] for name in names}
 
 
 @pytest.fixture(scope="session")
 def m2w03_lib() -> types.SimpleNamespace:
     """The trusted libraries' functions (see the module docstring)."""
-    detr = library_functions("transformers", "loss/loss_for_object_detection.py", ["dice_loss", "sigmoid_focal_loss"])
-    m2f = library_functions("transformers", "models/mask2former/modeling_mask2former.py",
-                            ["pair_wise_dice_loss", "pair_wise_sigmoid_cross_entropy_loss"])
-    tv_boxes = library_functions("torchvision", "ops/boxes.py", ["masks_to_boxes"])
-    tv_focal = library_functions("torchvision", "ops/focal_loss.py", ["sigmoid_focal_loss"])
-    return types.SimpleNamespace(dice_loss=detr["dice_loss"], focal_loss=detr["sigmoid_focal_loss"],
-                                 pair_wise_dice=m2f["pair_wise_dice_loss"],
-                                 pair_wise_ce=m2f["pair_wise_sigmoid_cross_entropy_loss"],
-                                 masks_to_boxes=tv_boxes["masks_to_boxes"],
-                                 tv_focal_loss=tv_focal["sigmoid_focal_loss"])
+    from torchvision.ops import masks_to_boxes, sigmoid_focal_loss
+    from transformers.loss.loss_for_object_detection import dice_loss
+    from transformers.loss.loss_for_object_detection import sigmoid_focal_loss as detr_focal_loss
+    from transformers.models.mask2former.modeling_mask2former import (
+        pair_wise_dice_loss, pair_wise_sigmoid_cross_entropy_loss)
+
+    return types.SimpleNamespace(dice_loss=dice_loss, focal_loss=detr_focal_loss,
+                                 pair_wise_dice=pair_wise_dice_loss, pair_wise_ce=pair_wise_sigmoid_cross_entropy_loss,
+                                 masks_to_boxes=masks_to_boxes, tv_focal_loss=sigmoid_focal_loss)
 
 
 # -- trusted modules, written here -------------------------------------------------------------------
