@@ -73,13 +73,12 @@ class GradeResult:
 class Batch:
     """One week's submissions for a grading run. `in_process` holds trusted code (answer keys,
     mutants) to run in the trusted process as well, through the in-process transport that
-    self-checks use, on the tests of every kind but `in_process_skip`. `suite` ("hidden" or
-    "public") overrides the run's suite for this batch."""
+    self-checks use (each on the tests of every kind but its `skip_kinds`). `suite` ("hidden"
+    or "public") overrides the run's suite for this batch."""
 
     week: str
     submissions: list[Submitted]
     in_process: list[Submitted] = field(default_factory=list)
-    in_process_skip: tuple[str, ...] = ()
     suite: str | None = None
 
 
@@ -138,7 +137,7 @@ def grade_batches(course: Course, root: Path, batches: list[Batch], suite: str =
             for item in batch.in_process:
                 results[(week.id, item.name)] = GradeResult(item.name, week.id, sandbox="in-process")
                 trusted.append({"name": item.name, "module_path": str(item.path), "only": item.only,
-                                "forbidden_parts": {}, "skip_kinds": list(batch.in_process_skip),
+                                "forbidden_parts": {}, "skip_kinds": list(item.skip_kinds),
                                 "exhaustive": item.exhaustive})
             if prepared or trusted:
                 suites.append(_suite_config(root, week, suite_dir, prepared, trusted, work))
