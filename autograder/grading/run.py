@@ -251,7 +251,9 @@ def _run_suites(course: Course, root: Path, suites: list[dict], work: Path, limi
                *extra]
     count = sum(len(s["submissions"]) + len(s["in_process"]) for s in suites)
     budget = limits.submission_timeout_s * count + limits.import_timeout_s * len(suites) + 120
-    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", OMP_NUM_THREADS="1")
+    # only our plugin in the trusted process: installed packages register pytest plugins of their
+    # own (lightly brings hydra's), which have no business in a grading run
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", OMP_NUM_THREADS="1", PYTEST_DISABLE_PLUGIN_AUTOLOAD="1")
     log = _run_reporting_progress(command, env, root, budget, progress_path, on_progress,
                                   memory_bytes=limits.trusted_memory_mb << 20)
     weeks = ", ".join(s["week"] for s in suites)
